@@ -74,6 +74,15 @@ def _split_once(chars: list[tuple[str, bool]], sep: str, last: bool = False):
     return None
 
 
+def _check_unambiguous(chars: list[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    """Refuse a name part holding an unescaped separator word: the text has more than one reading."""
+    plain = "".join(ch if not esc else "\0" for ch, esc in chars)
+    match = _KEYWORD_SPACE.search(plain)
+    if match:
+        raise ValueError(f"ambiguous separator word in {_unescape(chars)!r} (escape it as '\\ ')")
+    return chars
+
+
 def _has_unescaped(chars: list[tuple[str, bool]], symbols: str) -> bool:
     return any(ch in symbols and not esc for ch, esc in chars)
 
@@ -154,7 +163,8 @@ class Address:
             if near is None:
                 raise ValueError("neither 'between <A> and <B>' nor 'near <A>'")
             main, crosses = near[0], [near[1]]
-        return cls(_unescape(main), tuple(_unescape(c) for c in crosses), _unescape(neighborhood))
+        parts = [_check_unambiguous(p) for p in (main, *crosses, neighborhood)]
+        return cls(_unescape(parts[0]), tuple(_unescape(c) for c in parts[1:-1]), _unescape(parts[-1]))
 
     @classmethod
     def _parse_release(cls, text: str) -> Address:

@@ -1,0 +1,81 @@
+"""The collator: IAL dataset rows (schema in ARCHITECTURE.md) -> AddressCLIP model inputs.
+
+One processor object does the image and text processing in training, evaluation and the
+pipeline, so what the model sees never differs between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .configuration_addressclip import DEFAULT_ADDRESS_TEMPLATE
+
+
+def caption_text(caption: str, address: str) -> str:
+    """The text of Eq. 2: the scene caption followed by the address (§4.2); the address alone if no caption."""
+    return f"{caption.strip()} {address}".strip()
+
+
+def _rgb(image: Any, where: str) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image if image.mode == "RGB" else image.convert("RGB")
+    if isinstance(image, np.ndarray):
+        return Image.fromarray(image).convert("RGB")
+    raise ValueError(f"{where}: 'image' must be a PIL image or an array, got {type(image).__name__}")
+
+
+@dataclass
+class AddressCLIPCollator:
+    """Turn a list of IAL rows into ``{pixel_values, input_ids, attention_mask, caption_input_ids,
+    caption_attention_mask, utm}``.
+
+    Args:
+        processor: a ``CLIPProcessor`` (tokenizer + image processor).
+        address_template: the prompt around each address; must be the model config's ``address_template``.
+        use_captions: tokenize ``caption + " " + address`` for Eq. 2. A batch in which every caption is
+            empty carries no caption ids (no caption loss); a row without a caption uses its address alone.
+        max_length: truncate texts to this many tokens (default: the tokenizer's ``model_max_length``).
+    """
+
+    processor: Any
+    address_template: str = DEFAULT_ADDRESS_TEMPLATE
+    use_captions: bool = True
+    max_length: int | None = None
+
+    @classmethod
+    def from_config(cls, processor, config, **kwargs) -> AddressCLIPCollator:
+        """A collator that matches ``config``: its template, and captions only when beta > 0."""
+        return cls(processor, config.address_template, use_captions=config.caption_loss_weight > 0, **kwargs)
+
+    def _tokenize(self, texts: list[str], prefix: str = "") -> dict[str, torch.Tensor]:
+        tokens = self.processor.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        return {f"{prefix}input_ids": tokens["input_ids"], f"{prefix}attention_mask": tokens["attention_mask"]}
+
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if not rows:
+            raise ValueError("cannot collate an empty batch")
+        for i, row in enumerate(rows):
+            missing = [k for k in ("image", "address", "utm_east", "utm_north") if k not in row]
+            if missing:
+                raise ValueError(f"batch row {i} lacks field(s) {missing}; got {sorted(row)}")
+        addresses = [row["address"] for row in rows]
+        images = [_rgb(row["image"], f"batch row {i}") for i, row in enumerate(rows)]
+        batch = {"pixel_values": self.processor.image_processor(images, return_tensors="pt")["pixel_values"]}
+        batch.update(self._tokenize([self.address_template.format(address=a) for a in addresses]))
+        captions = [row.get("caption") or "" for row in rows]
+        if self.use_captions and any(captions):
+            batch.update(self._tokenize([caption_text(c, a) for c, a in zip(captions, addresses)], "caption_"))
+        utm = [[row["utm_east"], row["utm_north"]] for row in rows]
+        batch["utm"] = torch.tensor(utm, dtype=torch.float64)
+        return batch
+
+
+__all__ = ["AddressCLIPCollator", "caption_text"]

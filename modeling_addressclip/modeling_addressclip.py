@@ -1,0 +1,293 @@
+"""AddressCLIP (ECCV 2024): CLIP fine-tuned to align street-level images with their addresses.
+
+The model adds no parameters to CLIP (paper §6.1). What it adds is the training objective
+(Eq. 6 = alpha * Eq. 1 + beta * Eq. 2 + gamma * Eq. 5, see ``losses.py``) and an *address bank*:
+the normalized text embeddings of every candidate address, encoded once and saved with the
+weights, so localizing an image is one image encode and one matrix product.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import CLIPConfig, CLIPModel
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.utils import ModelOutput
+
+from .address import Address
+from .configuration_addressclip import AddressCLIPConfig
+from .losses import gather_with_grad, geography_matching_loss, image_text_contrastive_loss
+
+# Files copied into every saved model directory so it loads with ``trust_remote_code=True``.
+HUB_FILES = (
+    "configuration_addressclip.py",
+    "modeling_addressclip.py",
+    "losses.py",
+    "address.py",
+    "pipeline_addressclip.py",
+)
+AUTO_CLASSES = ("AutoModel", "AutoModelForZeroShotImageClassification")
+_LOADING_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "dtype", "output_loading_info")
+
+
+@dataclass
+class AddressCLIPOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`): Eq. 6, the weighted sum of the parts below that were computed.
+    loss_address (`torch.FloatTensor`): image-address contrastive loss, Eq. 1.
+    loss_caption (`torch.FloatTensor`): image-caption contrastive loss, Eq. 2 (None without caption ids).
+    loss_geography (`torch.FloatTensor`): image-geography matching loss, Eq. 5 (None without utm).
+    logits_per_image (`(image_batch, text_batch)`): scaled cosine similarity of the local batch.
+    logits_per_text (`(text_batch, image_batch)`): its transpose.
+    image_embeds, text_embeds, caption_embeds (`(batch, projection_dim)`): L2-normalized embeddings.
+    """
+
+    loss: torch.FloatTensor | None = None
+    loss_address: torch.FloatTensor | None = None
+    loss_caption: torch.FloatTensor | None = None
+    loss_geography: torch.FloatTensor | None = None
+    logits_per_image: torch.FloatTensor | None = None
+    logits_per_text: torch.FloatTensor | None = None
+    image_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    caption_embeds: torch.FloatTensor | None = None
+    text_model_output: BaseModelOutputWithPooling | None = None
+    vision_model_output: BaseModelOutputWithPooling | None = None
+
+    def to_tuple(self) -> tuple[Any, ...]:
+        return tuple(v.to_tuple() if isinstance(v, ModelOutput) else v for v in super().to_tuple())
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A short hash of a tokenizer's vocabulary and merges: banks from another tokenizer are rejected."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:  # padding/truncation settings change as the tokenizer is used: leave them out
+        spec = json.loads(backend.to_str())
+        text = json.dumps({k: spec.get(k) for k in ("model", "normalizer", "pre_tokenizer", "added_tokens")})
+    else:
+        text = repr(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _check_rows(name: str, tensor: torch.Tensor | None, ndim: int, rows: int | None) -> None:
+    if tensor is None:
+        return
+    if tensor.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(tensor.shape)}")
+    if rows is not None and tensor.shape[0] != rows:
+        raise ValueError(f"{name} has batch size {tensor.shape[0]} but pixel_values has {rows}")
+
+
+class AddressCLIPModel(CLIPModel):
+    """CLIP with AddressCLIP's three losses and a cached address bank; plain CLIP checkpoints load into it."""
+
+    config_class = AddressCLIPConfig
+    config: AddressCLIPConfig
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: AddressCLIPConfig):
+        super().__init__(config)
+        if config.address_bank:
+            self.register_buffer("address_bank_embeds", torch.zeros(len(config.address_bank), config.projection_dim))
+
+    # ----------------------------------------------------------------------------- loading / saving
+    @classmethod
+    def from_clip_pretrained(cls, name_or_path: str | Path, **kwargs) -> AddressCLIPModel:
+        """Load a plain CLIP checkpoint (local dir or Hub id such as ``openai/clip-vit-base-patch16``).
+
+        Keyword arguments that are ``AddressCLIPConfig`` fields override the recipe (e.g.
+        ``geography_loss_weight=0.0``); ``revision``, ``cache_dir``, ``token``, ``local_files_only``,
+        ``dtype`` and ``output_loading_info`` go to ``from_pretrained``.
+        """
+        load_kwargs = {k: kwargs.pop(k) for k in _LOADING_KWARGS if k in kwargs}
+        hub_kwargs = {
+            k: v for k, v in load_kwargs.items() if k in ("revision", "cache_dir", "token", "local_files_only")
+        }
+        clip_config = CLIPConfig.from_pretrained(name_or_path, **hub_kwargs)
+        fields = clip_config.to_dict()
+        for key in ("model_type", "transformers_version", "architectures", "auto_map"):
+            fields.pop(key, None)
+        config = AddressCLIPConfig(**{**fields, **kwargs})
+        return cls.from_pretrained(name_or_path, config=config, **load_kwargs)
+
+    def save_pretrained(self, save_directory: str | Path, *args, **kwargs) -> None:
+        """Save weights + config (with an ``auto_map``) and copy the remote-code files beside them."""
+        module = self.__class__.__module__.rsplit(".", 1)[-1]
+        config_module = self.config.__class__.__module__.rsplit(".", 1)[-1]
+        self.config.auto_map = {
+            "AutoConfig": f"{config_module}.{self.config.__class__.__name__}",
+            **{auto: f"{module}.{self.__class__.__name__}" for auto in AUTO_CLASSES},
+        }
+        super().save_pretrained(save_directory, *args, **kwargs)
+        source = Path(__file__).parent
+        for name in HUB_FILES:
+            if (source / name).exists():
+                shutil.copyfile(source / name, Path(save_directory) / name)
+
+    # ----------------------------------------------------------------------------- forward
+    def _encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
+        outputs = self.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+        return F.normalize(outputs.pooler_output, dim=-1), outputs
+
+    def _validate_inputs(self, input_ids, attention_mask, pixel_values, caption_input_ids, caption_attention_mask, utm):
+        if input_ids is None:
+            raise ValueError("input_ids (the address texts) are required")
+        if pixel_values is None:
+            raise ValueError("pixel_values (the images) are required")
+        _check_rows("pixel_values", pixel_values, 4, None)
+        _check_rows("input_ids", input_ids, 2, None)
+        if attention_mask is not None and attention_mask.shape != input_ids.shape:
+            raise ValueError(
+                f"attention_mask shape {tuple(attention_mask.shape)} != input_ids {tuple(input_ids.shape)}"
+            )
+        if caption_input_ids is not None:
+            if caption_attention_mask is None:
+                raise ValueError("caption_input_ids were given without caption_attention_mask")
+            _check_rows("caption_input_ids", caption_input_ids, 2, pixel_values.shape[0])
+            if caption_attention_mask.shape != caption_input_ids.shape:
+                raise ValueError(
+                    f"caption_attention_mask shape {tuple(caption_attention_mask.shape)} != "
+                    f"caption_input_ids {tuple(caption_input_ids.shape)}"
+                )
+        if utm is not None:
+            if utm.ndim != 2 or utm.shape[1] != 2:
+                raise ValueError(f"utm must have shape (batch, 2) = (east, north), got {tuple(utm.shape)}")
+            _check_rows("utm", utm, 2, pixel_values.shape[0])
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        caption_input_ids: torch.LongTensor | None = None,
+        caption_attention_mask: torch.Tensor | None = None,
+        utm: torch.Tensor | None = None,
+        return_loss: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> AddressCLIPOutput | tuple:
+        r"""
+        input_ids / attention_mask: `(batch, seq)` address prompts (``config.address_template``).
+        pixel_values: `(batch, 3, H, W)` images, processed by the model's image processor.
+        caption_input_ids / caption_attention_mask: `(batch, seq)` ``caption + " " + address`` texts (Eq. 2).
+        utm: `(batch, 2)` UTM (east, north) of each image in metres (Eq. 3); it is the Trainer's label.
+        return_loss: compute Eq. 6. ``None`` means "when ``utm`` is given" (training and evaluation batches).
+        """
+        self._validate_inputs(input_ids, attention_mask, pixel_values, caption_input_ids, caption_attention_mask, utm)
+        vision = self.get_image_features(pixel_values=pixel_values, **kwargs)
+        image_embeds = F.normalize(vision.pooler_output, dim=-1)
+        text_embeds, text = self._encode_text(input_ids, attention_mask)
+        caption_embeds = None
+        if caption_input_ids is not None:
+            caption_embeds, _ = self._encode_text(caption_input_ids, caption_attention_mask)
+
+        losses = {}
+        if return_loss or (return_loss is None and utm is not None):
+            if text_embeds.shape[0] != image_embeds.shape[0]:
+                raise ValueError(
+                    f"input_ids has batch size {text_embeds.shape[0]} but pixel_values has {image_embeds.shape[0]}: "
+                    "the contrastive loss pairs row i of each"
+                )
+            losses = self._losses(image_embeds, text_embeds, caption_embeds, utm)
+        logits_per_text = self.logit_scale.exp() * text_embeds @ image_embeds.t()
+        output = AddressCLIPOutput(
+            **losses,
+            logits_per_image=logits_per_text.t(),
+            logits_per_text=logits_per_text,
+            image_embeds=image_embeds,
+            text_embeds=text_embeds,
+            caption_embeds=caption_embeds,
+            text_model_output=text,
+            vision_model_output=vision,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+    def _losses(self, image_embeds, text_embeds, caption_embeds, utm) -> dict[str, torch.Tensor]:
+        """Eq. 1, 2 and 5 on the (global) batch and their Eq. 6 sum; parts without inputs are left out."""
+        config = self.config
+        gather = gather_with_grad if config.gather_across_ranks else (lambda t: t)
+        images = gather(image_embeds)
+        parts = {"loss_address": image_text_contrastive_loss(images, gather(text_embeds), self.logit_scale)}
+        loss = config.address_loss_weight * parts["loss_address"]
+        if caption_embeds is not None:
+            parts["loss_caption"] = image_text_contrastive_loss(images, gather(caption_embeds), self.logit_scale)
+            loss = loss + config.caption_loss_weight * parts["loss_caption"]
+        if utm is not None:
+            global_utm = gather(utm.to(torch.float64))
+            parts["loss_geography"] = geography_matching_loss(images, global_utm, config.geography_target)
+            loss = loss + config.geography_loss_weight * parts["loss_geography"]
+        return {"loss": loss, **parts}
+
+    # ----------------------------------------------------------------------------- address bank
+    @property
+    def address_bank(self) -> list[str]:
+        """The candidate addresses, in the row order of ``address_bank_embeds`` (empty if none is set)."""
+        return list(self.config.address_bank or [])
+
+    @torch.no_grad()
+    def set_address_bank(self, addresses: list[str], processor, batch_size: int = 256) -> None:
+        """Encode every candidate address once (template-wrapped, normalized) and keep it as a saved buffer."""
+        addresses = [str(a) for a in addresses]
+        if not addresses:
+            raise ValueError("the address bank needs at least one address")
+        seen: dict[str, int] = {}
+        for index, text in enumerate(addresses):
+            Address.parse(text)
+            if text in seen:
+                raise ValueError(f"address bank repeats {text!r} at positions {seen[text]} and {index}")
+            seen[text] = index
+        tokenizer = getattr(processor, "tokenizer", processor)
+        prompts = [self.config.format_address_prompt(a) for a in addresses]
+        device = self.logit_scale.device
+        chunks = []
+        for start in range(0, len(prompts), batch_size):
+            tokens = tokenizer(prompts[start : start + batch_size], padding=True, truncation=True, return_tensors="pt")
+            chunks.append(self._encode_text(tokens["input_ids"].to(device), tokens["attention_mask"].to(device))[0])
+        self.register_buffer("address_bank_embeds", torch.cat(chunks).float().contiguous(), persistent=True)
+        self.config.address_bank = addresses
+        self.config.address_bank_fingerprint = self._bank_fingerprint(tokenizer_fingerprint(tokenizer))
+
+    def _bank_fingerprint(self, tokenizer_hash: str) -> str:
+        return f"{tokenizer_hash}:{hashlib.sha256(self.config.address_template.encode()).hexdigest()[:16]}"
+
+    def check_address_bank(self, processor=None) -> torch.Tensor:
+        """The bank matrix (N, D) after checking it exists and matches the template (and ``processor``)."""
+        bank = getattr(self, "address_bank_embeds", None)
+        if bank is None or bank.shape[0] == 0 or not self.config.address_bank:
+            raise ValueError("this model has no address bank: call model.set_address_bank(addresses, processor) first")
+        if bank.shape[0] != len(self.config.address_bank):
+            raise ValueError(f"address bank has {bank.shape[0]} embeddings but {len(self.config.address_bank)} texts")
+        stored = self.config.address_bank_fingerprint or ""
+        tokenizer_hash = stored.split(":", 1)[0]
+        if processor is not None:
+            tokenizer_hash = tokenizer_fingerprint(getattr(processor, "tokenizer", processor))
+        if stored != self._bank_fingerprint(tokenizer_hash):
+            raise ValueError(
+                "the address bank was encoded with a different tokenizer or address_template "
+                f"(bank fingerprint {stored!r}, current {self._bank_fingerprint(tokenizer_hash)!r}); "
+                "rebuild it with model.set_address_bank(model.address_bank, processor)"
+            )
+        return bank
+
+    @torch.no_grad()
+    def localize(self, pixel_values: torch.Tensor, top_k: int = 5, processor=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rank the address bank for each image: returns (scores, indices), each (batch, min(top_k, N)).
+
+        Scores are cosine similarities between the image embedding and each bank address.
+        """
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        bank = self.check_address_bank(processor)
+        image = F.normalize(self.get_image_features(pixel_values=pixel_values).pooler_output, dim=-1)
+        scores = image @ bank.to(image.dtype).t()
+        return scores.topk(min(top_k, bank.shape[0]), dim=-1)
+
+
+__all__ = ["AddressCLIPModel", "AddressCLIPOutput", "HUB_FILES", "tokenizer_fingerprint"]
