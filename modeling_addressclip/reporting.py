@@ -1,0 +1,151 @@
+"""What a training run leaves for people: the model card (huggingface_hub ModelCard) and training curves."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .training import LOSS_PARTS
+
+METRIC_NAMES = {"ssa@1": "SSA-1", "ssa@5": "SSA-5", "sa@1": "SA-1", "sa@5": "SA-5"}
+
+_CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ model_id }}
+
+AddressCLIP (ECCV 2024) image address localization model: given a street-level photo it ranks the
+candidate addresses of its address bank ({{ bank_size }} addresses) and returns the most similar.
+
+## Use
+
+```python
+from transformers import AutoModel, AutoProcessor
+model = AutoModel.from_pretrained("{{ repo }}", trust_remote_code=True)
+processor = AutoProcessor.from_pretrained("{{ repo }}")
+scores, indices = model.localize(processor(images=image, return_tensors="pt")["pixel_values"], top_k=5)
+print([model.address_bank[i] for i in indices[0]])
+```
+
+## Results on the `query` split of {{ dataset }}
+
+| metric | value |
+|---|---|
+{% for name, value in results %}| {{ name }} | {{ "%.2f"|format(100 * value) }}% |
+{% endfor %}
+
+## Training recipe
+
+| setting | value |
+|---|---|
+{% for key, value in recipe %}| {{ key }} | {{ value }} |
+{% endfor %}
+
+![training curves](training_curves.png)
+
+## Limitations
+
+AddressCLIP is discriminative: it can only answer with an address of its bank, built from the
+training and database splits of one city. Photos from elsewhere still get the nearest address of
+that city. Accuracy reported above is on held-out views of the *same* streets.
+{{ limitations }}
+
+## Citation
+
+```bibtex
+@inproceedings{xu2024addressclip,
+  title     = {AddressCLIP: Empowering Vision-Language Models for City-wide Image Address Localization},
+  author    = {Xu, Shixiong and Zhang, Chenghao and Fan, Lubin and Meng, Gaofeng and Xiang, Shiming and Ye, Jieping},
+  booktitle = {Computer Vision -- ECCV 2024},
+  year      = {2024},
+}
+```
+{% if attribution %}
+## Data attribution
+
+Training data derived from OpenStreetMap: {{ attribution }}
+{% endif %}"""
+
+
+def write_model_card(
+    output_dir: str | Path,
+    metrics: Mapping[str, float],
+    dataset: str,
+    recipe: Mapping[str, Any],
+    bank_size: int,
+    model_id: str = "AddressCLIP",
+    attribution: str | None = None,
+    limitations: str = "",
+) -> ModelCard:
+    """Write ``README.md`` with eval results (``eval_ssa@1`` ...), the recipe and the data attribution."""
+    results = [(METRIC_NAMES.get(k[5:], k[5:]), float(v)) for k, v in metrics.items() if k[5:] in METRIC_NAMES]
+    eval_results = [
+        EvalResult(
+            task_type="image-classification",
+            task_name="Image address localization",
+            dataset_type=dataset,
+            dataset_name=dataset,
+            dataset_split="query",
+            metric_type=name.lower(),
+            metric_name=name,
+            metric_value=round(100 * value, 2),
+        )
+        for name, value in results
+    ]
+    data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="zero-shot-image-classification",
+        license="odbl" if attribution else "apache-2.0",
+        tags=["addressclip", "image-address-localization", "clip"],
+        datasets=[dataset],
+        model_name=model_id,
+        eval_results=eval_results or None,
+    )
+    card = ModelCard.from_template(
+        data,
+        template_str=_CARD_TEMPLATE,
+        model_id=model_id,
+        repo=model_id,
+        dataset=dataset,
+        bank_size=bank_size,
+        results=results,
+        recipe=[(k, json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in recipe.items()],
+        attribution=attribution,
+        limitations=limitations,
+    )
+    card.save(Path(output_dir) / "README.md")
+    return card
+
+
+def plot_training_curves(log_history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
+    """Plot the three loss parts per step and SSA/SA per evaluation into one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for name in (*LOSS_PARTS, "loss"):
+        points = [(log["step"], log[name]) for log in log_history if name in log and "step" in log]
+        if points:
+            left.plot(*zip(*points), label=name, linewidth=2 if name == "loss" else 1)
+    left.set(xlabel="step", ylabel="loss", title="training loss (Eq. 6) and its parts")
+    left.legend()
+    for key, label in METRIC_NAMES.items():
+        points = [(log.get("epoch", 0.0), 100 * log[f"eval_{key}"]) for log in log_history if f"eval_{key}" in log]
+        if points:
+            right.plot(*zip(*points), marker="o", label=label)
+    right.set(xlabel="epoch", ylabel="accuracy (%)", title="query split", ylim=(0, 100))
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+__all__ = ["plot_training_curves", "write_model_card"]

@@ -1,0 +1,191 @@
+"""The pieces of one ``train.py`` run: its arguments, data, model, and what it leaves behind.
+
+``train.py`` only wires these together, so each piece is importable and tested on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import datasets
+import torch
+from transformers import AutoModel, AutoProcessor, CLIPProcessor
+
+from .configuration_addressclip import DEFAULT_ADDRESS_TEMPLATE, AddressCLIPConfig
+from .data import caption_text
+from .modeling_addressclip import AddressCLIPModel
+from .tokenizer import build_clip_processor, sync_text_config_with_tokenizer
+
+DEMO_NAME = "addressclip/demo-city-helsinki"
+
+
+@dataclass
+class ModelArguments:
+    """Which model to train and with which recipe (paper §4.4, §6.1)."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A CLIP checkpoint (Hub id or directory, e.g. openai/clip-vit-base-patch16), loaded with "
+                  "AddressCLIPModel.from_clip_pretrained, or an AddressCLIP directory. Empty: a small CLIP trained "
+                  "from scratch with a tokenizer built from the dataset's texts (the demo)."},
+    )
+    address_loss_weight: float = field(default=1.0, metadata={"help": "alpha: image-address contrastive loss (Eq. 1)"})
+    caption_loss_weight: float = field(default=0.2, metadata={"help": "beta: image-caption contrastive loss (Eq. 2)"})
+    geography_loss_weight: float = field(default=0.8, metadata={"help": "gamma: image-geography matching (Eq. 5)"})
+    geography_target: str = field(default="similarity", metadata={"help": "'similarity' (1 - D^U) or 'distance'"})
+    address_template: str = field(default=DEFAULT_ADDRESS_TEMPLATE, metadata={"help": "prompt around an address"})
+    freeze_vision_model: bool = field(default=False, metadata={"help": "freeze the image encoder (paper Tab. 4)"})
+    freeze_text_model: bool = field(default=False, metadata={"help": "freeze the text encoder (paper Tab. 4)"})
+    image_size: int = field(default=224, metadata={"help": "input resolution of the image encoder"})
+    patch_size: int = field(default=16, metadata={"help": "from scratch: ViT patch size"})
+    vision_hidden_size: int = field(default=256, metadata={"help": "from scratch: ViT width"})
+    vision_layers: int = field(default=4, metadata={"help": "from scratch: ViT depth"})
+    text_hidden_size: int = field(default=256, metadata={"help": "from scratch: text transformer width"})
+    text_layers: int = field(default=4, metadata={"help": "from scratch: text transformer depth"})
+    attention_heads: int = field(default=4, metadata={"help": "from scratch: heads in both encoders"})
+    projection_dim: int = field(default=256, metadata={"help": "from scratch: joint embedding size"})
+    vocab_size: int = field(default=2048, metadata={"help": "from scratch: BPE vocabulary size"})
+    max_text_length: int = field(default=64, metadata={"help": "from scratch: text positions"})
+
+
+@dataclass
+class DataArguments:
+    """Where the IAL dataset comes from (schema in ARCHITECTURE.md)."""
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "Hub dataset id or a local directory written by dataset_scripts; empty: the demo city"},
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "dataset config (e.g. base, large)"})
+    streaming: bool = field(default=False, metadata={"help": "stream the train split (large datasets)"})
+    demo_seed: int = field(default=0, metadata={"help": "demo city: rendering seed"})
+    demo_image_size: int = field(default=128, metadata={"help": "demo city: stored image size"})
+    demo_max_addresses: int | None = field(default=None, metadata={"help": "demo city: build only N addresses"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "truncate train (debugging)"})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "truncate query (debugging)"})
+    zero_shot_eval: bool = field(default=False, metadata={"help": "evaluate the initial model without training"})
+
+
+def load_splits(args: DataArguments) -> tuple[datasets.DatasetDict | datasets.IterableDatasetDict, str]:
+    """The train/database/query splits and a name for the model card."""
+    if args.dataset_name is None:
+        from dataset_scripts.demo_city import load_demo_city
+
+        splits = load_demo_city(seed=args.demo_seed, image_size=args.demo_image_size,
+                                max_addresses=args.demo_max_addresses)
+        name = DEMO_NAME
+    else:
+        path = Path(args.dataset_name)
+        if (path / "dataset_dict.json").exists():
+            splits = datasets.load_from_disk(str(path))
+        else:
+            splits = datasets.load_dataset(args.dataset_name, args.dataset_config_name, streaming=args.streaming)
+        name = args.dataset_name
+    missing = {"train", "database", "query"} - set(splits)
+    if missing:
+        raise ValueError(f"dataset {name!r} lacks split(s) {sorted(missing)}; it has {sorted(splits)}")
+    if args.max_train_samples is not None:
+        splits["train"] = _take(splits["train"], args.max_train_samples)
+    if args.max_eval_samples is not None:
+        splits["query"] = _take(splits["query"], args.max_eval_samples)
+    return splits, name
+
+
+def _take(split, n: int):
+    return split.take(n) if isinstance(split, datasets.IterableDataset) else split.select(range(min(n, len(split))))
+
+
+def text_corpus(rows, template: str):
+    """Every text the text encoder will see in training: address prompts and caption+address texts."""
+    for row in rows:
+        yield template.format(address=row["address"])
+        yield caption_text(row.get("caption") or "", row["address"])
+
+
+def _scratch_config(args: ModelArguments, processor: CLIPProcessor) -> AddressCLIPConfig:
+    heads = args.attention_heads
+    config = AddressCLIPConfig(
+        text_config=dict(hidden_size=args.text_hidden_size, intermediate_size=4 * args.text_hidden_size,
+                         num_hidden_layers=args.text_layers, num_attention_heads=heads,
+                         max_position_embeddings=args.max_text_length),
+        vision_config=dict(hidden_size=args.vision_hidden_size, intermediate_size=4 * args.vision_hidden_size,
+                           num_hidden_layers=args.vision_layers, num_attention_heads=heads,
+                           image_size=args.image_size, patch_size=args.patch_size),
+        projection_dim=args.projection_dim,
+        **_recipe_overrides(args),
+    )
+    sync_text_config_with_tokenizer(config, processor.tokenizer)
+    return config
+
+
+def _recipe_overrides(args: ModelArguments) -> dict:
+    return dict(address_loss_weight=args.address_loss_weight, caption_loss_weight=args.caption_loss_weight,
+                geography_loss_weight=args.geography_loss_weight, geography_target=args.geography_target,
+                address_template=args.address_template)
+
+
+def build_model(args: ModelArguments, train_rows) -> tuple[AddressCLIPModel, CLIPProcessor]:
+    """A pretrained CLIP (or AddressCLIP) checkpoint, or a small CLIP from scratch with an offline tokenizer."""
+    if args.model_name_or_path is None:
+        corpus = list(text_corpus(train_rows, args.address_template))
+        processor = build_clip_processor(corpus, image_size=args.image_size, vocab_size=args.vocab_size,
+                                         model_max_length=args.max_text_length)
+        model = AddressCLIPModel(_scratch_config(args, processor))
+    else:
+        processor = AutoProcessor.from_pretrained(args.model_name_or_path)
+        config = AddressCLIPConfig.from_pretrained(args.model_name_or_path) if _is_addressclip(args) else None
+        if config is not None:
+            for key, value in _recipe_overrides(args).items():
+                setattr(config, key, value)
+            model = AutoModel.from_pretrained(args.model_name_or_path, config=config)
+        else:
+            model = AddressCLIPModel.from_clip_pretrained(args.model_name_or_path, **_recipe_overrides(args))
+    freeze(model, vision=args.freeze_vision_model, text=args.freeze_text_model)
+    return model, processor
+
+
+def _is_addressclip(args: ModelArguments) -> bool:
+    path = Path(args.model_name_or_path) / "config.json"
+    return path.exists() and json.loads(path.read_text()).get("model_type") == "addressclip"
+
+
+def freeze(model: AddressCLIPModel, vision: bool = False, text: bool = False) -> None:
+    """Freeze an encoder with its projection (paper Tab. 4); the logit scale stays trainable."""
+    for flag, modules in ((vision, (model.vision_model, model.visual_projection)),
+                          (text, (model.text_model, model.text_projection))):
+        for module in modules:
+            module.requires_grad_(not flag)
+
+
+def run_summary(metrics: dict, output_dir: str | os.PathLike, example: dict | None) -> str:
+    """The table printed at the end of a run."""
+    lines = ["", "=" * 64, "AddressCLIP run summary", "=" * 64]
+    for key in ("eval_ssa@1", "eval_ssa@5", "eval_sa@1", "eval_sa@5"):
+        if key in metrics:
+            lines.append(f"  {key[5:].upper():<8} {100 * metrics[key]:6.2f}%   (query split)")
+    lines.append(f"  model directory: {output_dir}")
+    if example:
+        lines.append(f"  example query : {example['reference']}")
+        for rank, (address, score) in enumerate(example["predictions"], 1):
+            lines.append(f"    {rank}. {address}  (cosine {score:.3f})")
+    lines.append("=" * 64)
+    return "\n".join(lines)
+
+
+def recipe_of(model_args: ModelArguments, training_args) -> dict:
+    """The settings a model card reports."""
+    keys = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size", "weight_decay",
+            "lr_scheduler_type", "warmup_steps", "adam_beta1", "adam_beta2", "seed")
+    recipe = {k: v for k, v in asdict(model_args).items() if v is not None}
+    recipe.update({k: getattr(training_args, k) for k in keys})
+    recipe["world_size"] = training_args.world_size
+    recipe["global_batch_size"] = training_args.per_device_train_batch_size * training_args.world_size
+    recipe["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    return recipe
+
+
+__all__ = ["DataArguments", "ModelArguments", "build_model", "freeze", "load_splits", "recipe_of", "run_summary",
+           "text_corpus"]

@@ -1,0 +1,121 @@
+"""Training support for ``train.py``: a Trainer that logs the three loss parts and evaluates SSA/SA.
+
+Evaluation follows the paper (§6.1): the address bank is every address of train ∪ database,
+each query image is ranked against it, and ``address_accuracy`` scores the top-k lists. Under
+several processes each rank localizes its shard and ``gather_for_metrics`` counts every query
+row exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+import torch
+from torch.utils.data import DataLoader
+from transformers import Trainer
+
+from .data import _rgb
+from .metrics.address_accuracy.address_accuracy import address_accuracy
+
+LOSS_PARTS = ("loss_address", "loss_caption", "loss_geography")
+
+
+@dataclass
+class QueryCollator:
+    """Query rows -> ``pixel_values`` and ``reference`` (an index into ``address_ids``)."""
+
+    processor: Any
+    address_ids: dict[str, int]
+
+    def __call__(self, rows: Sequence[dict]) -> dict[str, torch.Tensor]:
+        images = [_rgb(row["image"], f"query row {i}") for i, row in enumerate(rows)]
+        pixel_values = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
+        return {"pixel_values": pixel_values, "reference": torch.tensor([self.address_ids[r["address"]] for r in rows])}
+
+
+def unique_addresses(*columns: Sequence[str]) -> list[str]:
+    """Distinct addresses in first-seen order over several address columns (the bank's row order)."""
+    return list(dict.fromkeys(a for column in columns for a in column))
+
+
+def address_column(dataset) -> list[str]:
+    """The ``address`` of every row, without decoding images (also for streaming datasets)."""
+    if isinstance(dataset, datasets.Dataset):
+        return list(dataset["address"])
+    return [row["address"] for row in dataset.select_columns(["address"])]
+
+
+class AddressCLIPTrainer(Trainer):
+    """``Trainer`` whose evaluation is address localization against a bank of ``bank_addresses``.
+
+    It also logs the mean of each loss part (Eq. 1, 2, 5) over the steps since the last log.
+    """
+
+    def __init__(self, *args, bank_addresses: Sequence[str], top_k: Sequence[int] = (1, 5), **kwargs):
+        super().__init__(*args, **kwargs)
+        if not bank_addresses:
+            raise ValueError("bank_addresses is empty: evaluation needs the addresses of train ∪ database")
+        self.bank_addresses = list(bank_addresses)
+        self.top_k = tuple(sorted(top_k))
+        self._loss_parts: dict[str, list[float]] = defaultdict(list)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        for name in LOSS_PARTS:
+            value = getattr(outputs, name, None)
+            if value is not None:
+                self._loss_parts[name].append(value.detach().item())
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._loss_parts:
+            logs.update({name: round(sum(v) / len(v), 6) for name, v in self._loss_parts.items()})
+            self._loss_parts.clear()
+        super().log(logs, start_time)
+
+    @torch.no_grad()
+    def localize_dataset(self, dataset) -> tuple[list[list[str]], list[str]]:
+        """Top-k bank addresses for every row of ``dataset`` (in order) and the rows' reference addresses."""
+        model = self.accelerator.unwrap_model(self.model)
+        was_training = model.training
+        model.eval()
+        model.set_address_bank(self.bank_addresses, self.processing_class)
+        names = unique_addresses(self.bank_addresses, address_column(dataset))
+        collator = QueryCollator(self.processing_class, {a: i for i, a in enumerate(names)})
+        loader = DataLoader(
+            dataset,
+            batch_size=self.args.per_device_eval_batch_size,
+            collate_fn=collator,
+            num_workers=self.args.dataloader_num_workers,
+        )
+        ranked, refs = [], []
+        for batch in self.accelerator.prepare(loader):
+            _, indices = model.localize(batch["pixel_values"].to(model.device), top_k=max(self.top_k))
+            indices, reference = self.accelerator.gather_for_metrics((indices, batch["reference"]))
+            ranked.extend(indices.tolist())
+            refs.extend(reference.tolist())
+        model.train(was_training)
+        return [[self.bank_addresses[i] for i in row] for row in ranked], [names[i] for i in refs]
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """SSA@k / SA@k of the query split (paper §6.1), logged and passed to callbacks like Trainer's metrics."""
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        start = time.time()
+        predictions, references = self.localize_dataset(dataset)
+        scores = address_accuracy(predictions, references, k=self.top_k)
+        metrics = {f"{metric_key_prefix}_{name}": value for name, value in scores.items()}
+        metrics[f"{metric_key_prefix}_samples"] = len(references)
+        metrics[f"{metric_key_prefix}_runtime"] = round(time.time() - start, 3)
+        if self.state.epoch is not None:
+            metrics["epoch"] = self.state.epoch
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
+__all__ = ["AddressCLIPTrainer", "LOSS_PARTS", "QueryCollator", "address_column", "unique_addresses"]
