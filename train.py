@@ -77,9 +77,15 @@ def finish(trainer, metrics, dataset_name, model_args, data_args, query) -> dict
     from dataset_scripts.osm import OSM_ATTRIBUTION
 
     plot_training_curves(trainer.state.log_history, Path(args.output_dir) / "training_curves.png")
-    write_model_card(args.output_dir, metrics, dataset_name, recipe_of(model_args, args),
-                     bank_size=len(trainer.bank_addresses), model_id=args.hub_model_id or Path(args.output_dir).name,
-                     attribution=OSM_ATTRIBUTION if demo else None)
+    write_model_card(
+        args.output_dir,
+        metrics,
+        dataset_name,
+        recipe_of(model_args, args),
+        bank_size=len(trainer.bank_addresses),
+        model_id=args.hub_model_id or Path(args.output_dir).name,
+        attribution=OSM_ATTRIBUTION if demo else None,
+    )
     example = example_localization(trainer, query)
     print(run_summary(metrics, args.output_dir, example))
     if args.push_to_hub:
@@ -105,8 +111,10 @@ def push(trainer) -> None:
     try:
         upload_folder(repo_id=repo, folder_path=trainer.args.output_dir, ignore_patterns=["checkpoint-*"])
     except Exception as err:  # noqa: BLE001 - any Hub/network failure gets the same explanation
-        raise SystemExit(f"push to the Hub ({repo}) failed: {err}. The model directory "
-                         f"{trainer.args.output_dir} is complete; push it later with `huggingface-cli upload`.") from err
+        raise SystemExit(
+            f"push to the Hub ({repo}) failed: {err}. The model directory "
+            f"{trainer.args.output_dir} is complete; push it later with `huggingface-cli upload`."
+        ) from err
 
 
 if __name__ == "__main__":

@@ -28,9 +28,11 @@ class ModelArguments:
 
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "A CLIP checkpoint (Hub id or directory, e.g. openai/clip-vit-base-patch16), loaded with "
-                  "AddressCLIPModel.from_clip_pretrained, or an AddressCLIP directory. Empty: a small CLIP trained "
-                  "from scratch with a tokenizer built from the dataset's texts (the demo)."},
+        metadata={
+            "help": "A CLIP checkpoint (Hub id or directory, e.g. openai/clip-vit-base-patch16), loaded with "
+            "AddressCLIPModel.from_clip_pretrained, or an AddressCLIP directory. Empty: a small CLIP trained "
+            "from scratch with a tokenizer built from the dataset's texts (the demo)."
+        },
     )
     address_loss_weight: float = field(default=1.0, metadata={"help": "alpha: image-address contrastive loss (Eq. 1)"})
     caption_loss_weight: float = field(default=0.2, metadata={"help": "beta: image-caption contrastive loss (Eq. 2)"})
@@ -74,8 +76,9 @@ def load_splits(args: DataArguments) -> tuple[datasets.DatasetDict | datasets.It
     if args.dataset_name is None:
         from dataset_scripts.demo_city import load_demo_city
 
-        splits = load_demo_city(seed=args.demo_seed, image_size=args.demo_image_size,
-                                max_addresses=args.demo_max_addresses)
+        splits = load_demo_city(
+            seed=args.demo_seed, image_size=args.demo_image_size, max_addresses=args.demo_max_addresses
+        )
         name = DEMO_NAME
     else:
         path = Path(args.dataset_name)
@@ -108,12 +111,21 @@ def text_corpus(rows, template: str):
 def _scratch_config(args: ModelArguments, processor: CLIPProcessor) -> AddressCLIPConfig:
     heads = args.attention_heads
     config = AddressCLIPConfig(
-        text_config=dict(hidden_size=args.text_hidden_size, intermediate_size=4 * args.text_hidden_size,
-                         num_hidden_layers=args.text_layers, num_attention_heads=heads,
-                         max_position_embeddings=args.max_text_length),
-        vision_config=dict(hidden_size=args.vision_hidden_size, intermediate_size=4 * args.vision_hidden_size,
-                           num_hidden_layers=args.vision_layers, num_attention_heads=heads,
-                           image_size=args.image_size, patch_size=args.patch_size),
+        text_config=dict(
+            hidden_size=args.text_hidden_size,
+            intermediate_size=4 * args.text_hidden_size,
+            num_hidden_layers=args.text_layers,
+            num_attention_heads=heads,
+            max_position_embeddings=args.max_text_length,
+        ),
+        vision_config=dict(
+            hidden_size=args.vision_hidden_size,
+            intermediate_size=4 * args.vision_hidden_size,
+            num_hidden_layers=args.vision_layers,
+            num_attention_heads=heads,
+            image_size=args.image_size,
+            patch_size=args.patch_size,
+        ),
         projection_dim=args.projection_dim,
         **_recipe_overrides(args),
     )
@@ -122,17 +134,22 @@ def _scratch_config(args: ModelArguments, processor: CLIPProcessor) -> AddressCL
 
 
 def _recipe_overrides(args: ModelArguments) -> dict:
-    return dict(address_loss_weight=args.address_loss_weight, caption_loss_weight=args.caption_loss_weight,
-                geography_loss_weight=args.geography_loss_weight, geography_target=args.geography_target,
-                address_template=args.address_template)
+    return dict(
+        address_loss_weight=args.address_loss_weight,
+        caption_loss_weight=args.caption_loss_weight,
+        geography_loss_weight=args.geography_loss_weight,
+        geography_target=args.geography_target,
+        address_template=args.address_template,
+    )
 
 
 def build_model(args: ModelArguments, train_rows) -> tuple[AddressCLIPModel, CLIPProcessor]:
     """A pretrained CLIP (or AddressCLIP) checkpoint, or a small CLIP from scratch with an offline tokenizer."""
     if args.model_name_or_path is None:
         corpus = list(text_corpus(train_rows, args.address_template))
-        processor = build_clip_processor(corpus, image_size=args.image_size, vocab_size=args.vocab_size,
-                                         model_max_length=args.max_text_length)
+        processor = build_clip_processor(
+            corpus, image_size=args.image_size, vocab_size=args.vocab_size, model_max_length=args.max_text_length
+        )
         model = AddressCLIPModel(_scratch_config(args, processor))
     else:
         processor = AutoProcessor.from_pretrained(args.model_name_or_path)
@@ -154,8 +171,10 @@ def _is_addressclip(args: ModelArguments) -> bool:
 
 def freeze(model: AddressCLIPModel, vision: bool = False, text: bool = False) -> None:
     """Freeze an encoder with its projection (paper Tab. 4); the logit scale stays trainable."""
-    for flag, modules in ((vision, (model.vision_model, model.visual_projection)),
-                          (text, (model.text_model, model.text_projection))):
+    for flag, modules in (
+        (vision, (model.vision_model, model.visual_projection)),
+        (text, (model.text_model, model.text_projection)),
+    ):
         for module in modules:
             module.requires_grad_(not flag)
 
@@ -177,8 +196,18 @@ def run_summary(metrics: dict, output_dir: str | os.PathLike, example: dict | No
 
 def recipe_of(model_args: ModelArguments, training_args) -> dict:
     """The settings a model card reports."""
-    keys = ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size", "weight_decay",
-            "lr_scheduler_type", "warmup_steps", "adam_beta1", "adam_beta2", "seed")
+    keys = (
+        "learning_rate",
+        "num_train_epochs",
+        "max_steps",
+        "per_device_train_batch_size",
+        "weight_decay",
+        "lr_scheduler_type",
+        "warmup_steps",
+        "adam_beta1",
+        "adam_beta2",
+        "seed",
+    )
     recipe = {k: v for k, v in asdict(model_args).items() if v is not None}
     recipe.update({k: getattr(training_args, k) for k in keys})
     recipe["world_size"] = training_args.world_size
@@ -187,5 +216,13 @@ def recipe_of(model_args: ModelArguments, training_args) -> dict:
     return recipe
 
 
-__all__ = ["DataArguments", "ModelArguments", "build_model", "freeze", "load_splits", "recipe_of", "run_summary",
-           "text_corpus"]
+__all__ = [
+    "DataArguments",
+    "ModelArguments",
+    "build_model",
+    "freeze",
+    "load_splits",
+    "recipe_of",
+    "run_summary",
+    "text_corpus",
+]
