@@ -27,7 +27,7 @@ candidate addresses of its address bank ({{ bank_size }} addresses) and returns 
 ```python
 from transformers import AutoModel, AutoProcessor
 model = AutoModel.from_pretrained("{{ repo }}", trust_remote_code=True)
-processor = AutoProcessor.from_pretrained("{{ repo }}")
+processor = AutoProcessor.from_pretrained("{{ repo }}", trust_remote_code=True)
 scores, indices = model.localize(processor(images=image, return_tensors="pt")["pixel_values"], top_k=5)
 print([model.address_bank[i] for i in indices[0]])
 ```

@@ -18,10 +18,12 @@ import datasets
 import torch
 from torch.utils.data import DataLoader
 from transformers import Trainer
+from transformers.utils import logging
 
 from .data import _rgb
 from .metrics.address_accuracy.address_accuracy import address_accuracy
 
+logger = logging.get_logger(__name__)
 LOSS_PARTS = ("loss_address", "loss_caption", "loss_geography")
 
 
@@ -61,7 +63,9 @@ class AddressCLIPTrainer(Trainer):
         if not bank_addresses:
             raise ValueError("bank_addresses is empty: evaluation needs the addresses of train ∪ database")
         self.bank_addresses = list(bank_addresses)
-        self.top_k = tuple(sorted(top_k))
+        self.top_k = tuple(k for k in sorted(top_k) if k <= len(self.bank_addresses))
+        if len(self.top_k) < len(top_k):
+            logger.warning(f"bank of {len(self.bank_addresses)} addresses: reporting only k in {self.top_k}")
         self._loss_parts: dict[str, list[float]] = defaultdict(list)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

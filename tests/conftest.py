@@ -6,3 +6,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_demo_dir(tmp_path_factory):
+    """A demo-city dataset directory with only 6 addresses (built once per test session)."""
+    from dataset_scripts.demo_city import build_demo_city
+
+    output = tmp_path_factory.mktemp("demo") / "tiny_demo_city"
+    build_demo_city(output, seed=0, image_size=64, max_addresses=6)
+    return output

@@ -1,0 +1,183 @@
+"""train.py end to end on a tiny demo subset: train, evaluate, save a Hub-ready directory, reload, resume."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import train
+from modeling_addressclip.run import freeze
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "--vision_layers",
+    "1",
+    "--text_layers",
+    "1",
+    "--vision_hidden_size",
+    "32",
+    "--text_hidden_size",
+    "32",
+    "--attention_heads",
+    "2",
+    "--projection_dim",
+    "16",
+    "--vocab_size",
+    "600",
+    "--image_size",
+    "32",
+    "--patch_size",
+    "8",
+    "--per_device_train_batch_size",
+    "8",
+    "--per_device_eval_batch_size",
+    "16",
+    "--dataloader_num_workers",
+    "0",
+    "--optim",
+    "adamw_torch",
+    "--logging_steps",
+    "2",
+    "--disable_tqdm",
+    "true",
+]
+
+
+def _args(dataset, output, *extra):
+    return ["configs/demo.json", "--dataset_name", str(dataset), "--output_dir", str(output), *TINY, *extra]
+
+
+def test_parse_args_json_defaults_flags_and_forced_trainer_settings():
+    model_args, data_args, training_args = train.parse_args(["--max_steps", "3", "--label_names", "labels"])
+    assert model_args.image_size == 96 and model_args.vision_layers == 4  # from configs/demo.json
+    assert training_args.max_steps == 3 and data_args.dataset_name is None
+    assert training_args.label_names == ["utm"] and training_args.remove_unused_columns is False
+    assert training_args.use_cpu == (not torch.cuda.is_available())
+
+
+def test_freeze_flags_freeze_one_encoder():
+    from tiny_models import tiny_config
+
+    from modeling_addressclip import AddressCLIPModel
+
+    model = AddressCLIPModel(tiny_config())
+    freeze(model, vision=True)
+    assert not any(p.requires_grad for p in model.vision_model.parameters())
+    assert all(p.requires_grad for p in model.text_model.parameters()) and model.logit_scale.requires_grad
+
+
+FRESH = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["modeling_addressclip"] = None
+    from PIL import Image
+    from transformers import AutoModel, AutoProcessor
+    model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+    processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)
+    pixels = processor(images=[Image.open(sys.argv[2]).convert("RGB")], return_tensors="pt")["pixel_values"]
+    scores, indices = model.localize(pixels, top_k=3)
+    print(json.dumps([model.address_bank[i] for i in indices[0].tolist()]))
+    """
+)
+
+
+def test_train_evaluate_save_and_reload_in_a_fresh_process(tiny_demo_dir, tmp_path):
+    import datasets
+
+    output = tmp_path / "run"
+    metrics = train.main(_args(tiny_demo_dir, output, "--max_steps", "4", "--eval_strategy", "no"))
+    assert {"eval_ssa@1", "eval_ssa@5", "eval_sa@1", "eval_sa@5"} <= set(metrics)
+    assert all(0.0 <= metrics[k] <= 1.0 for k in metrics if "@" in k)
+    assert metrics["eval_ssa@1"] <= metrics["eval_sa@1"] and metrics["eval_ssa@1"] <= metrics["eval_ssa@5"]
+    splits = datasets.load_dataset(str(tiny_demo_dir))
+    assert metrics["eval_samples"] == len(splits["query"])
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "processor_config.json",
+        "README.md",
+        "training_curves.png",
+        "eval_results.json",
+        "modeling_addressclip.py",
+        "losses.py",
+    ):
+        assert (output / name).exists(), name
+    assert json.loads((output / "eval_results.json").read_text())["eval_ssa@1"] == metrics["eval_ssa@1"]
+    card = (output / "README.md").read_text()
+    assert "OpenStreetMap contributors" not in card  # a local dataset dir is not the demo default
+    bank = set(splits["train"]["address"]) | set(splits["database"]["address"])
+    assert set(json.loads((output / "config.json").read_text())["address_bank"]) == bank
+
+    image = tmp_path / "query.png"
+    splits["query"][0]["image"].save(image)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    script = tmp_path / "fresh.py"
+    script.write_text(FRESH)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(output), str(image)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    top3 = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(top3) == 3 and set(top3) <= bank
+
+
+def test_resume_from_checkpoint_gives_the_uninterrupted_weights(tiny_demo_dir, tmp_path):
+    steps = ["--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3", "--eval_strategy", "no"]
+    train.main(_args(tiny_demo_dir, tmp_path / "full", *steps))
+    interrupted = tmp_path / "interrupted"
+    train.main(_args(tiny_demo_dir, interrupted, *steps))
+    # Leave only what a run killed between step 3 and step 6 leaves: checkpoint-3.
+    for path in interrupted.iterdir():
+        if path.name != "checkpoint-3":
+            subprocess.run(["rm", "-rf", str(path)], check=True)
+    train.main(_args(tiny_demo_dir, interrupted, *steps))  # picks up checkpoint-3 by itself
+    state = json.loads((interrupted / "checkpoint-6" / "trainer_state.json").read_text())
+    assert state["global_step"] == 6
+    full, resumed = load_file(tmp_path / "full" / "model.safetensors"), load_file(interrupted / "model.safetensors")
+    assert full.keys() == resumed.keys()
+    for name in full:
+        torch.testing.assert_close(resumed[name], full[name], rtol=0, atol=1e-6, msg=name)
+
+
+@pytest.mark.slow
+def test_two_process_launch_counts_every_query_once(tiny_demo_dir, tmp_path):
+    import datasets
+
+    output = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29531",
+        "train.py",
+        *_args(tiny_demo_dir, output, "--max_steps", "4"),
+    ]
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads((output / "eval_results.json").read_text())
+    assert results["eval_samples"] == len(datasets.load_dataset(str(tiny_demo_dir))["query"])
+    assert "| world_size | 2 |" in (output / "README.md").read_text()
+    assert "AddressCLIP run summary" in proc.stdout
