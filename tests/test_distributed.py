@@ -3,8 +3,9 @@
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
+
+from tiny_models import accelerate_launch
 
 SCRIPT = Path(__file__).parent / "scripts" / "global_batch.py"
 
@@ -12,24 +13,7 @@ SCRIPT = Path(__file__).parent / "scripts" / "global_batch.py"
 def test_two_processes_match_one_process_with_the_global_batch(tmp_path):
     out = tmp_path / "result.json"
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        "29517",
-        str(SCRIPT),
-        str(out),
-    ]
+    command = accelerate_launch(SCRIPT, str(out), port=29517)
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())

@@ -10,47 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny_models import accelerate_launch
 
 import train
 from modeling_addressclip.run import freeze
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "--vision_layers",
-    "1",
-    "--text_layers",
-    "1",
-    "--vision_hidden_size",
-    "32",
-    "--text_hidden_size",
-    "32",
-    "--attention_heads",
-    "2",
-    "--projection_dim",
-    "16",
-    "--vocab_size",
-    "600",
-    "--image_size",
-    "32",
-    "--patch_size",
-    "8",
-    "--per_device_train_batch_size",
-    "8",
-    "--per_device_eval_batch_size",
-    "16",
-    "--dataloader_num_workers",
-    "0",
-    "--optim",
-    "adamw_torch",
-    "--logging_steps",
-    "2",
-    "--disable_tqdm",
-    "true",
-]
 
 
 def _args(dataset, output, *extra):
-    return ["configs/demo.json", "--dataset_name", str(dataset), "--output_dir", str(output), *TINY, *extra]
+    return ["configs/tiny.json", "--dataset_name", str(dataset), "--output_dir", str(output), *extra]
 
 
 def test_parse_args_json_defaults_flags_and_forced_trainer_settings():
@@ -91,7 +60,7 @@ def test_train_evaluate_save_and_reload_in_a_fresh_process(tiny_demo_dir, tmp_pa
     import datasets
 
     output = tmp_path / "run"
-    metrics = train.main(_args(tiny_demo_dir, output, "--max_steps", "4", "--eval_strategy", "no"))
+    metrics = train.main(_args(tiny_demo_dir, output))
     assert {"eval_ssa@1", "eval_ssa@5", "eval_sa@1", "eval_sa@5"} <= set(metrics)
     assert all(0.0 <= metrics[k] <= 1.0 for k in metrics if "@" in k)
     assert metrics["eval_ssa@1"] <= metrics["eval_sa@1"] and metrics["eval_ssa@1"] <= metrics["eval_ssa@5"]
@@ -134,7 +103,7 @@ def test_train_evaluate_save_and_reload_in_a_fresh_process(tiny_demo_dir, tmp_pa
 
 
 def test_resume_from_checkpoint_gives_the_uninterrupted_weights(tiny_demo_dir, tmp_path):
-    steps = ["--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3", "--eval_strategy", "no"]
+    steps = ["--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3"]
     train.main(_args(tiny_demo_dir, tmp_path / "full", *steps))
     interrupted = tmp_path / "interrupted"
     train.main(_args(tiny_demo_dir, interrupted, *steps))
@@ -157,24 +126,9 @@ def test_two_process_launch_counts_every_query_once(tiny_demo_dir, tmp_path):
 
     output = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        "29531",
-        "train.py",
-        *_args(tiny_demo_dir, output, "--max_steps", "4"),
-    ]
+    command = accelerate_launch(
+        ROOT / "train.py", *_args(tiny_demo_dir, output, "--eval_strategy", "epoch"), port=29531
+    )
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = json.loads((output / "eval_results.json").read_text())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
 
 import numpy as np
@@ -75,3 +76,12 @@ def tiny_rows(n: int, seed: int = 0, size: int = 40) -> list[dict]:
             )
         )
     return rows
+
+
+def accelerate_launch(script, *args: str, port: int, processes: int = 2) -> list[str]:
+    """``accelerate launch --multi_gpu --num_processes N script args`` (on CPU: gloo, one process per slot)."""
+    return [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+        str(script), *args,
+    ]  # fmt: skip
