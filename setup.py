@@ -20,6 +20,7 @@ setup(
         "dataset_scripts": ["data/*"],
     },
     include_package_data=True,
+    entry_points={"console_scripts": ["addressclip=modeling_addressclip.cli:main"]},
     install_requires=[
         "torch>=2.4,<3",
         "transformers>=5.0,<6",

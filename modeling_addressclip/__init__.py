@@ -3,9 +3,13 @@
 Importing this package registers ``"addressclip"`` with ``AutoConfig``, ``AutoModel`` and
 ``AutoModelForZeroShotImageClassification``, so ``AutoModel.from_pretrained(dir)`` works without
 ``trust_remote_code``; saved directories also carry the code for ``trust_remote_code=True``.
+It also registers the ``"image-address-localization"`` pipeline task. A saved directory names the task
+in its config (``custom_pipelines``), so ``pipeline(model=dir, trust_remote_code=True)`` works anywhere;
+without remote code pass ``pipeline_class=ImageAddressLocalizationPipeline``.
 """
 
 from transformers import AutoConfig, AutoModel, AutoModelForZeroShotImageClassification
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .address import Address, parse_address
 from .configuration_addressclip import AddressCLIPConfig
@@ -13,11 +17,17 @@ from .data import AddressCLIPCollator, caption_text
 from .geo import latlon_to_utm, utm_to_latlon, utm_zone_for
 from .losses import gather_with_grad, geography_matching_loss, image_text_contrastive_loss
 from .modeling_addressclip import AddressCLIPModel, AddressCLIPOutput
+from .pipeline_addressclip import TASK as PIPELINE_TASK
+from .pipeline_addressclip import ImageAddressLocalizationPipeline, ImageLoadError, load_image
 from .tokenizer import build_clip_processor, build_clip_tokenizer, sync_text_config_with_tokenizer
 
 AutoConfig.register(AddressCLIPConfig.model_type, AddressCLIPConfig, exist_ok=True)
 AutoModel.register(AddressCLIPConfig, AddressCLIPModel, exist_ok=True)
 AutoModelForZeroShotImageClassification.register(AddressCLIPConfig, AddressCLIPModel, exist_ok=True)
+if PIPELINE_TASK not in PIPELINE_REGISTRY.supported_tasks:
+    PIPELINE_REGISTRY.register_pipeline(
+        PIPELINE_TASK, pipeline_class=ImageAddressLocalizationPipeline, pt_model=AutoModel, type="image"
+    )
 
 __version__ = "0.1.0"
 
@@ -27,6 +37,8 @@ __all__ = [
     "AddressCLIPConfig",
     "AddressCLIPModel",
     "AddressCLIPOutput",
+    "ImageAddressLocalizationPipeline",
+    "ImageLoadError",
     "build_clip_processor",
     "build_clip_tokenizer",
     "caption_text",
@@ -34,6 +46,7 @@ __all__ = [
     "geography_matching_loss",
     "image_text_contrastive_loss",
     "latlon_to_utm",
+    "load_image",
     "parse_address",
     "sync_text_config_with_tokenizer",
     "utm_to_latlon",

@@ -34,6 +34,14 @@ HUB_FILES = (
     "pipeline_addressclip.py",
 )
 AUTO_CLASSES = ("AutoModel", "AutoModelForZeroShotImageClassification")
+# Written into the saved config so ``pipeline(model=dir, trust_remote_code=True)`` finds the task and its code.
+CUSTOM_PIPELINES = {
+    "image-address-localization": {
+        "impl": "pipeline_addressclip.ImageAddressLocalizationPipeline",
+        "pt": ["AutoModel"],
+        "type": "image",
+    }
+}
 _LOADING_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "dtype", "output_loading_info")
 
 
@@ -118,13 +126,14 @@ class AddressCLIPModel(CLIPModel):
         return cls.from_pretrained(name_or_path, config=config, **load_kwargs)
 
     def save_pretrained(self, save_directory: str | Path, *args, **kwargs) -> None:
-        """Save weights + config (with an ``auto_map``) and copy the remote-code files beside them."""
+        """Save weights + config (``auto_map``, ``custom_pipelines``) and copy the remote-code files beside them."""
         module = self.__class__.__module__.rsplit(".", 1)[-1]
         config_module = self.config.__class__.__module__.rsplit(".", 1)[-1]
         self.config.auto_map = {
             "AutoConfig": f"{config_module}.{self.config.__class__.__name__}",
             **{auto: f"{module}.{self.__class__.__name__}" for auto in AUTO_CLASSES},
         }
+        self.config.custom_pipelines = {task: dict(info) for task, info in CUSTOM_PIPELINES.items()}
         super().save_pretrained(save_directory, *args, **kwargs)
         source = Path(__file__).parent
         for name in HUB_FILES:
