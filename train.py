@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
         data_collator=AddressCLIPCollator.from_config(processor, model.config),
         processing_class=processor,
         bank_addresses=bank,
+        unique_address_batches=data_args.unique_address_batches,
     )
     if not data_args.zero_shot_eval:
         last = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None

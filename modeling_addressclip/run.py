@@ -68,6 +68,10 @@ class DataArguments:
     demo_max_addresses: int | None = field(default=None, metadata={"help": "demo city: build only N addresses"})
     max_train_samples: int | None = field(default=None, metadata={"help": "truncate train (debugging)"})
     max_eval_samples: int | None = field(default=None, metadata={"help": "truncate query (debugging)"})
+    unique_address_batches: bool = field(
+        default=False,
+        metadata={"help": "order each epoch so a batch holds distinct addresses (no same-address negatives in Eq. 1)"},
+    )
     zero_shot_eval: bool = field(default=False, metadata={"help": "evaluate the initial model without training"})
 
 

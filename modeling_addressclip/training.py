@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import datasets
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from transformers import Trainer
@@ -40,6 +41,39 @@ class QueryCollator:
         return {"pixel_values": pixel_values, "reference": torch.tensor([self.address_ids[r["address"]] for r in rows])}
 
 
+class UniqueAddressSampler(torch.utils.data.Sampler[int]):
+    """Each epoch visits every row once, ordered in rounds that take one row of every address.
+
+    Consecutive rows (a batch, or the global batch of several processes) then hold distinct
+    addresses whenever the batch is not larger than the number of addresses, so Eq. 1 never treats
+    another view of the same address as a negative. Deterministic in (seed, epoch), so a resumed run
+    sees the same order.
+    """
+
+    def __init__(self, addresses: Sequence[str], seed: int = 0):
+        groups: dict[str, list[int]] = defaultdict(list)
+        for index, address in enumerate(addresses):
+            groups[address].append(index)
+        self.groups = list(groups.values())
+        self.size = len(addresses)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        queues = [list(rng.permutation(group)) for group in self.groups]
+        while queues:
+            order = rng.permutation(len(queues))
+            yield from (int(queues[i].pop()) for i in order)
+            queues = [q for q in queues if q]
+
+
 def unique_addresses(*columns: Sequence[str]) -> list[str]:
     """Distinct addresses in first-seen order over several address columns (the bank's row order)."""
     return list(dict.fromkeys(a for column in columns for a in column))
@@ -58,8 +92,16 @@ class AddressCLIPTrainer(Trainer):
     It also logs the mean of each loss part (Eq. 1, 2, 5) over the steps since the last log.
     """
 
-    def __init__(self, *args, bank_addresses: Sequence[str], top_k: Sequence[int] = (1, 5), **kwargs):
+    def __init__(
+        self,
+        *args,
+        bank_addresses: Sequence[str],
+        top_k: Sequence[int] = (1, 5),
+        unique_address_batches: bool = False,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
+        self.unique_address_batches = unique_address_batches
         if not bank_addresses:
             raise ValueError("bank_addresses is empty: evaluation needs the addresses of train ∪ database")
         self.bank_addresses = list(bank_addresses)
@@ -67,6 +109,12 @@ class AddressCLIPTrainer(Trainer):
         if len(self.top_k) < len(top_k):
             logger.warning(f"bank of {len(self.bank_addresses)} addresses: reporting only k in {self.top_k}")
         self._loss_parts: dict[str, list[float]] = defaultdict(list)
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.unique_address_batches and isinstance(dataset, datasets.Dataset):
+            return UniqueAddressSampler(address_column(dataset), seed=self.args.data_seed or self.args.seed)
+        return super()._get_train_sampler(train_dataset)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
@@ -122,4 +170,11 @@ class AddressCLIPTrainer(Trainer):
         return metrics
 
 
-__all__ = ["AddressCLIPTrainer", "LOSS_PARTS", "QueryCollator", "address_column", "unique_addresses"]
+__all__ = [
+    "AddressCLIPTrainer",
+    "LOSS_PARTS",
+    "QueryCollator",
+    "UniqueAddressSampler",
+    "address_column",
+    "unique_addresses",
+]

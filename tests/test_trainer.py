@@ -1,11 +1,13 @@
 """Trainer compatibility: the collator feeds AddressCLIPModel; a resumed run ends with identical weights."""
 
 import datasets
+import pytest
 import torch
-from tiny_models import tiny_config, tiny_processor, tiny_rows
+from tiny_models import ADDRESSES, tiny_config, tiny_processor, tiny_rows
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from modeling_addressclip import AddressCLIPCollator, AddressCLIPModel
+from modeling_addressclip.training import AddressCLIPTrainer, UniqueAddressSampler
 
 
 class StopAfter(TrainerCallback):
@@ -20,7 +22,7 @@ class StopAfter(TrainerCallback):
         return control
 
 
-def _trainer(output_dir, dataset, processor, callbacks=()):
+def _trainer(output_dir, dataset, processor, callbacks=(), unique=False):
     torch.manual_seed(0)
     model = AddressCLIPModel(tiny_config(processor))
     args = TrainingArguments(
@@ -41,21 +43,27 @@ def _trainer(output_dir, dataset, processor, callbacks=()):
         disable_tqdm=True,
     )
     collator = AddressCLIPCollator.from_config(processor, model.config)
-    return Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=list(callbacks))
+    if not unique:
+        return Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=list(callbacks))
+    return AddressCLIPTrainer(
+        model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=list(callbacks),
+        processing_class=processor, bank_addresses=ADDRESSES, unique_address_batches=True,
+    )  # fmt: skip
 
 
-def test_ten_steps_checkpoint_and_resume_give_identical_weights(tmp_path):
+@pytest.mark.parametrize("unique", [False, True], ids=["random-order", "unique-address-batches"])
+def test_ten_steps_checkpoint_and_resume_give_identical_weights(tmp_path, unique):
     processor = tiny_processor()
     dataset = datasets.Dataset.from_list(tiny_rows(24, seed=7))
-    full = _trainer(tmp_path / "full", dataset, processor)
+    full = _trainer(tmp_path / "full", dataset, processor, unique=unique)
     full.train()
     losses = [log for log in full.state.log_history if "loss" in log]
     assert len(losses) == 10 and all(torch.isfinite(torch.tensor(log["loss"])) for log in losses)
 
-    interrupted = _trainer(tmp_path / "resumed", dataset, processor, [StopAfter(5)])
+    interrupted = _trainer(tmp_path / "resumed", dataset, processor, [StopAfter(5)], unique=unique)
     interrupted.train()
     assert interrupted.state.global_step == 5 and (tmp_path / "resumed" / "checkpoint-5").is_dir()
-    resumed = _trainer(tmp_path / "resumed", dataset, processor)
+    resumed = _trainer(tmp_path / "resumed", dataset, processor, unique=unique)
     resumed.train(resume_from_checkpoint=str(tmp_path / "resumed" / "checkpoint-5"))
     assert resumed.state.global_step == 10
 
@@ -66,3 +74,15 @@ def test_ten_steps_checkpoint_and_resume_give_identical_weights(tmp_path):
     torch.manual_seed(0)
     start = AddressCLIPModel(tiny_config(processor)).state_dict()
     assert any(not torch.equal(start[k], final_full[k]) for k in start), "training changed nothing"
+
+
+def test_unique_address_sampler_batches_hold_distinct_addresses():
+    addresses = [a for a in ADDRESSES for _ in range(5)] + [ADDRESSES[0]] * 3  # 6 addresses, uneven counts
+    sampler = UniqueAddressSampler(addresses, seed=3)
+    order = list(sampler)
+    assert sorted(order) == list(range(len(addresses)))  # every row once per epoch
+    for start in range(0, 30, 6):  # while every address still has rows, each window of 6 is distinct
+        assert len({addresses[i] for i in order[start : start + 6]}) == 6
+    assert list(sampler) == order  # deterministic for one epoch
+    sampler.set_epoch(1)
+    assert list(sampler) != order
