@@ -29,7 +29,7 @@ from dataset_scripts.schema import SPLITS, encode_image, split_by_location, writ
 from dataset_scripts.street_view import AppearanceField, Camera, caption_for, render_view, stable_seed, street_style
 from modeling_addressclip.geo import utm_to_latlon
 
-VERSION = "1"
+VERSION = "2"  # bump when the rendering changes: cached builds are keyed by it
 SPACING_M, MIN_LENGTH_M = 10.0, 50.0
 VIEWS = ((0.0, "ahead"), (90.0, "right"), (180.0, "behind"), (270.0, "left"))
 NN_PIXELS = 16

@@ -31,7 +31,7 @@ from dataset_scripts.ial_io import Annotation, Reject, iter_table, read_image, r
 from dataset_scripts.ial_places import Locator, locate_in_zone, table_locator
 from dataset_scripts.ial_report import BuildReport, SeenSet, card_sections
 from dataset_scripts.ial_shards import ShardWriter
-from dataset_scripts.schema import SPLITS, dataset_card, split_by_location, validate_row
+from dataset_scripts.schema import SPLITS, dataset_card, publish_directory, split_by_location, validate_row
 from modeling_addressclip.address import Address
 
 __all__ = ["BuildError", "BuildOptions", "DatasetInfo", "build_ial", "push_directory", "run_cli"]
@@ -161,16 +161,6 @@ def _write_rows(annotations: Iterable[Annotation], context: _Context, writers: d
             bar.set_postfix(rejected=context.report.rows_rejected, refresh=False)
 
 
-def _publish(temp: Path, output: Path) -> None:
-    """Swap the finished ``temp`` directory in at ``output`` (an old one is removed afterwards)."""
-    old = output.with_name(f".{output.name}.old-{uuid.uuid4().hex[:8]}") if output.exists() else None
-    if old is not None:
-        output.rename(old)
-    temp.rename(output)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def build_ial(
     output: str | os.PathLike,
     annotations: Callable[[], Iterable[Annotation]],
@@ -203,7 +193,7 @@ def build_ial(
         metadata = dict(pretty_name=info.pretty_name, tags=list(info.tags), language=["en"])
         card = dataset_card(body, sizes, info.license, task_categories=["zero-shot-image-classification"], **metadata)
         card.save(temp / "README.md")
-        _publish(temp, output)
+        publish_directory(temp, output)
     finally:
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)

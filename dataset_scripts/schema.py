@@ -37,6 +37,7 @@ __all__ = [
     "LocationSplit",
     "dataset_card",
     "encode_image",
+    "publish_directory",
     "split_by_location",
     "validate_row",
     "write_hub_dataset",
@@ -265,7 +266,7 @@ def dataset_card(card_body: str, sizes: Mapping[str, tuple[int, int]], license: 
     return DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{card_body.strip()}\n")
 
 
-def _replace_directory(temp: Path, output: Path) -> None:
+def publish_directory(temp: Path, output: Path) -> None:
     """Move the finished ``temp`` to ``output``; an old ``output`` is swapped out, then removed."""
     old = None
     if output.exists():
@@ -305,7 +306,7 @@ def write_hub_dataset(
         del built
         dataset_card(body, sizes, license, **card_metadata).save(temp / "README.md")
         shutil.rmtree(temp / ".cache", ignore_errors=True)
-        _replace_directory(temp, output)
+        publish_directory(temp, output)
     finally:
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)

@@ -197,17 +197,19 @@ def make_buildings(camera: Camera, field_: AppearanceField, side: float, u_min: 
     own = field_.street(*np.array(centres).T, camera.street)
     rng = [np.random.default_rng(stable_seed("building", camera.sub_street, side, b)) for b in range(first, last + 1)]
     jitter = np.array([r.uniform(-1, 1, 4) for r in rng], dtype=np.float32)
-    position = (style.hue * len(PALETTE) + 1.5 * values[:, 0] + 2.5 * own[:, 0] + 0.3 * jitter[:, 0]) % len(PALETTE)
+    # Smooth fields give the character of a neighbourhood and a street; each building adds its own identity
+    # (colour, height, window rhythm), stable across every view that sees it, as real facades are.
+    position = (style.hue * len(PALETTE) + 1.5 * values[:, 0] + 2.5 * own[:, 0] + 1.2 * jitter[:, 0]) % len(PALETTE)
     lower, frac = np.floor(position).astype(int), (position % 1.0)[:, None]
     colour = _PALETTE_RGB[lower % len(PALETTE)] * (1 - frac) + _PALETTE_RGB[(lower + 1) % len(PALETTE)] * frac
     colour = np.clip(colour * (1.0 + 0.1 * values[:, 4:5]), 0, 1)
-    storeys = np.clip(np.round(style.storeys + values[:, 1] + 1.2 * own[:, 1] + 0.5 * jitter[:, 1]), 2, 9)
+    storeys = np.clip(np.round(style.storeys + values[:, 1] + 1.2 * own[:, 1] + 1.5 * jitter[:, 1]), 2, 9)
     landmark = values[:, 5] + 0.8 * jitter[:, 2]
     kind = np.select([landmark > 1.35, landmark < -1.5, jitter[:, 3] > 0.85], [1, 3, 2], 0)
     height = np.where(kind == 3, 0.0, storeys * STOREY_M + 0.8 + (kind == 1) * 2 * STOREY_M)
     names = [PALETTE[int(round(p)) % len(PALETTE)][0] for p in position]
-    pitch = (2.9 + 0.3 * values[:, 2] + 0.3 * own[:, 2]).astype(np.float32)
-    width = (0.5 + 0.12 * values[:, 3]).astype(np.float32)
+    pitch = (2.9 + 0.3 * values[:, 2] + 0.3 * own[:, 2] + 0.5 * jitter[:, 3]).astype(np.float32)
+    width = (0.5 + 0.12 * values[:, 3] + 0.1 * jitter[:, 2]).astype(np.float32)
     return Buildings(first, colour.astype(np.float32), height.astype(np.float32), pitch, width, kind, names)
 
 

@@ -10,26 +10,18 @@ import sys
 import datasets
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from tiny_models import ADDRESSES, tiny_config, tiny_processor
+from tiny_models import ADDRESSES, save_tiny_model
 
 from dataset_scripts.schema import IAL_FEATURES
-from modeling_addressclip import Address, AddressCLIPModel, cli
+from modeling_addressclip import Address, cli
 
 ZONE = "35V"
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    processor = tiny_processor()
-    torch.manual_seed(2)
-    model = AddressCLIPModel(tiny_config(processor)).eval()
-    model.set_address_bank(ADDRESSES, processor)
-    directory = tmp_path_factory.mktemp("model")
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return directory
+    return save_tiny_model(tmp_path_factory.mktemp("model"), seed=2)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 import torch
 from PIL import Image
-from tiny_models import ADDRESSES, tiny_config, tiny_processor, tiny_rows
+from tiny_models import ADDRESSES, save_tiny_model, tiny_processor, tiny_rows
 from transformers import pipeline
 
 from modeling_addressclip import AddressCLIPModel, ImageAddressLocalizationPipeline
@@ -23,14 +23,7 @@ NEW_ADDRESS = "Fredrikinkatu between Bulevardi and Uudenmaankatu, Punavuori"
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    processor = tiny_processor()
-    torch.manual_seed(0)
-    model = AddressCLIPModel(tiny_config(processor)).eval()
-    model.set_address_bank(ADDRESSES, processor)
-    directory = tmp_path_factory.mktemp("model")
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return directory
+    return save_tiny_model(tmp_path_factory.mktemp("model"), seed=0)
 
 
 @pytest.fixture(scope="module")

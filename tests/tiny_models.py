@@ -85,3 +85,18 @@ def accelerate_launch(script, *args: str, port: int, processes: int = 2) -> list
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
         str(script), *args,
     ]  # fmt: skip
+
+
+def save_tiny_model(directory, seed: int = 0, addresses=tuple(ADDRESSES)):
+    """Save a tiny random AddressCLIP with an address bank and its processor: a model directory for tests."""
+    import torch
+
+    from modeling_addressclip import AddressCLIPModel
+
+    processor = tiny_processor()
+    torch.manual_seed(seed)
+    model = AddressCLIPModel(tiny_config(processor)).eval()
+    model.set_address_bank(list(addresses), processor)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
