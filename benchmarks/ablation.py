@@ -29,10 +29,10 @@ VARIANTS = {  # name: (alpha, beta, gamma) of Eq. 6
 METRICS = ("eval_ssa@1", "eval_ssa@5", "eval_sa@1", "eval_sa@5")
 
 
-def run_variant(weights: tuple[float, float, float], seed: int, output: Path, extra: list[str]) -> dict:
+def run_variant(weights: tuple[float, float, float], seed: int, output: Path, config: str, extra: list[str]) -> dict:
     alpha, beta, gamma = weights
     argv = [
-        str(ROOT / "configs" / "demo.json"),
+        str(ROOT / "configs" / config),
         "--output_dir",
         str(output),
         "--seed",

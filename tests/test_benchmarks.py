@@ -1,0 +1,97 @@
+"""benchmarks/retrieval_baseline.py and benchmarks/inference.py in their --tiny (CI) modes, in-process."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+retrieval_baseline = _load("retrieval_baseline")
+inference = _load("inference")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_retrieval_baseline_tiny_prints_both_tables(tiny_demo_dir, capsys):
+    result = retrieval_baseline.main(["--tiny", "--dataset", str(tiny_demo_dir), "--geocoder", "osm"])
+    out = capsys.readouterr().out
+    for row in ("| Image-GPS-Address (osm) | database (", "| AddressCLIP (bank) | bank (", "| method | SSA@1 |"):
+        assert row in out, row
+    assert "geocoder misses:" in out and "storage ratio database/bank:" in out
+    dim = result["embedding_dim"]
+    assert result["storage_bytes"]["retrieval"] == result["database_images"] * dim * 4
+    assert result["storage_bytes"]["addressclip"] == result["bank_addresses"] * dim * 4
+    assert result["bank_addresses"] == 6 and result["database_images"] > result["bank_addresses"]
+    for method in ("retrieval", "addressclip"):
+        scores = result["accuracy"][method]
+        assert set(scores) == {"ssa@1", "ssa@5", "sa@1", "sa@5"}
+        assert all(0.0 <= v <= 1.0 for v in scores.values())
+        assert scores["ssa@1"] <= scores["ssa@5"] and scores["ssa@1"] <= scores["sa@1"]
+    for mode in ("batch1", "batched"):
+        assert all(v > 0 and math.isfinite(v) for v in result["latency_ms"][mode].values())
+    assert 0 <= result["top1_misses"] <= result["queries"]
+    assert 0 <= result["geocoder_misses"] <= result["geocoded_images"]
+    assert 0.0 <= result["geocoder_label_agreement"] <= 1.0
+
+
+def test_database_geocoder_and_miss_handling():
+    addresses = ["Bulevardi between Annankatu and Yrjönkatu, Punavuori", "Fredrikinkatu near Bulevardi, Punavuori"]
+    geocoder = retrieval_baseline.DatabaseGeocoder([0.0, 100.0], [0.0, 0.0], addresses, max_distance_m=30)
+    assert geocoder.from_utm(90.0, 5.0).address.format() == addresses[1]
+    assert geocoder.from_utm(50.0, 0.0).address is None  # 50 m from both: a miss
+    coordinates = np.array([[0.0, 0.0], [50.0, 0.0], [100.0, 0.0], [1.0, 0.0]])
+    ranked = retrieval_baseline.geocode_ranked([1, 0, 3, 2], coordinates, geocoder, {}, depth=3)
+    # the miss keeps rank 1, the duplicate of image 0 (image 3) is dropped
+    assert ranked == [retrieval_baseline.MISS, addresses[0], addresses[1]]
+    padded = retrieval_baseline.geocode_ranked([0], coordinates, geocoder, {}, depth=2)
+    assert padded == [addresses[0], retrieval_baseline.MISS]
+    scores = retrieval_baseline.address_accuracy([ranked], [addresses[0]], k=(1, 3))
+    assert scores == {"ssa@1": 0.0, "ssa@3": 1.0, "sa@1": 0.0, "sa@3": 1.0}
+
+
+def test_inference_tiny_reports_ratios_goals_and_memory(capsys):
+    result = inference.main(["--tiny"])
+    out = capsys.readouterr().out
+    dim = result["embedding_dim"]
+    assert [row["n"] for row in result["sizes"]] == [16, 64, 256]
+    for row in result["sizes"]:
+        assert f"| {row['n']} |" in out
+        assert row["bank_bytes_fp32"] == row["n"] * dim * 4 and row["bank_bytes_fp16"] == row["n"] * dim * 2
+        assert row["speedup"] > 0 and row["search_fraction"] > 0 and row["zero_shot_ms"] > 0
+    assert result["sizes"][0]["pipeline_ms"] > 0 and "cross-check at N=16" in out
+    assert result["bytes_per_address"] == {"fp32": dim * 4, "fp16": dim * 2}
+    assert set(result["throughput"]) == {1, 8, 32} and all(v > 0 for v in result["throughput"].values())
+    assert set(result["goals"]) == {"speedup", "search_fraction", "search_fraction_b32"}
+    assert all(goal["ratio"] > 0 and isinstance(goal["met"], bool) for goal in result["goals"].values())
+    assert "goal speedup at N=64" in out and "goal search_fraction at N=256" in out
+    assert "bank-path throughput (images/s" in out
+
+
+def test_synthetic_candidates_are_distinct_parseable_and_keep_the_bank_first():
+    from modeling_addressclip import Address
+
+    texts = inference.candidates(["Fredrikinkatu near Bulevardi, Punavuori"], 3_000)
+    assert len(texts) == len(set(texts)) == 3_000 and texts[0] == "Fredrikinkatu near Bulevardi, Punavuori"
+    assert all(Address.parse(t) for t in texts[:50] + texts[-50:])
+    assert len(set(inference.synthetic_addresses(30_000))) == 30_000
