@@ -14,7 +14,9 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["modeling_addressclip", "modeling_addressclip.*", "dataset_scripts", "dataset_scripts.*"]),
+    packages=find_packages(
+        include=["modeling_addressclip", "modeling_addressclip.*", "dataset_scripts", "dataset_scripts.*"]
+    ),
     package_data={
         "modeling_addressclip": ["metrics/*/*.py", "metrics/*/*.md"],
         "dataset_scripts": ["data/*"],
