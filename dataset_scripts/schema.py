@@ -17,6 +17,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import datasets
@@ -96,9 +97,15 @@ def _check_image(image, where: str) -> None:
         _fail(where, "image", f"is not an image, got {type(image).__name__}")
 
 
+@lru_cache(maxsize=65536)
+def _parse_address(text: str) -> Address:
+    """``Address.parse`` once per distinct text: a dataset repeats each address over many rows."""
+    return Address.parse(text)
+
+
 def _check_address(row: Mapping, where: str) -> None:
     try:
-        address = Address.parse(row["address"])
+        address = _parse_address(row["address"])
     except (ValueError, TypeError) as err:
         _fail(where, "address", f"does not parse: {err}")
     crosses = row["cross_streets"]
