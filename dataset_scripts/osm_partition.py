@@ -67,8 +67,8 @@ class _End:
     cut: bool = False
 
 
-def _contract_roundabouts(extract: OsmExtract) -> dict[int, tuple[int, tuple[float, float]]]:
-    """Node id -> (virtual node id, centroid) for every node of a roundabout (one junction each)."""
+def _node_components(ways) -> Callable[[int], int]:
+    """Union-find over the nodes of ``ways``: ``find(node)`` names the connected group a node belongs to."""
     parent: dict[int, int] = {}
 
     def find(a: int) -> int:
@@ -76,9 +76,15 @@ def _contract_roundabouts(extract: OsmExtract) -> dict[int, tuple[int, tuple[flo
             a = parent[a]
         return a
 
-    for way in extract.roundabouts:
+    for way in ways:
         for a, b in zip(way.node_ids, way.node_ids[1:]):
             parent[find(a)] = find(b)
+    return find
+
+
+def _contract_roundabouts(extract: OsmExtract) -> dict[int, tuple[int, tuple[float, float]]]:
+    """Node id -> (virtual node id, centroid) for every node of a roundabout (one junction each)."""
+    find = _node_components(extract.roundabouts)
     coords = {n: xy for way in extract.roundabouts for n, xy in zip(way.node_ids, way.coords)}
     members: dict[int, list[int]] = {}
     for node in coords:
@@ -135,18 +141,9 @@ class _Network:
 
     def _add_connector_junctions(self, max_gap: float) -> None:
         """Streets joined only through unnamed link roads meet where each touches the links."""
-        parent: dict[int, int] = {}
-
-        def find(a: int) -> int:
-            while parent.setdefault(a, a) != a:
-                a = parent[a]
-            return a
-
-        for way in self.connectors:
-            for a, b in zip(way.node_ids, way.node_ids[1:]):
-                parent[find(a)] = find(b)
+        find = _node_components(self.connectors)
         touching: dict[int, list[tuple[str, int]]] = {}
-        for node in sorted(parent):
+        for node in sorted({n for way in self.connectors for n in way.node_ids}):
             for name in sorted(self.node_names.get(node, ())):
                 touching.setdefault(find(node), []).append((name, node))
         for members in touching.values():
