@@ -84,7 +84,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-queries", type=int, default=None, help="use only the first N query images")
     parser.add_argument("--batch-size", type=int, default=32, help="batch of the batched latency and of encoding")
     parser.add_argument("--latency-queries", type=int, default=64, help="query images timed at batch 1")
-    parser.add_argument("--demo-image-size", type=int, default=128, help="demo city: stored image size")
+    parser.add_argument("--demo-image-size", type=int, default=None, help="demo city: stored image size")
     parser.add_argument("--tiny", action="store_true", help="CI: train a tiny model on 6 demo addresses first")
     args = parser.parse_args(argv)
     if args.model is None and not args.tiny:

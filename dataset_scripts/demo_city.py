@@ -29,7 +29,8 @@ from dataset_scripts.schema import SPLITS, encode_image, split_by_location, writ
 from dataset_scripts.street_view import AppearanceField, Camera, caption_for, render_view, stable_seed, street_style
 from modeling_addressclip.geo import utm_to_latlon
 
-VERSION = "2"  # bump when the rendering changes: cached builds are keyed by it
+VERSION = "4"  # bump when the rendering changes: cached builds are keyed by it
+DEFAULT_IMAGE_SIZE = 96  # stored at the demo model's input size: no resize per training step
 SPACING_M, MIN_LENGTH_M = 10.0, 50.0
 VIEWS = ((0.0, "ahead"), (90.0, "right"), (180.0, "behind"), (270.0, "left"))
 NN_PIXELS = 16
@@ -63,7 +64,7 @@ class BuildReport:
     extra: dict = field(default_factory=dict)
 
 
-def default_cache_dir(seed: int = 0, image_size: int = 128, max_addresses: int | None = None) -> Path:
+def default_cache_dir(seed: int = 0, image_size: int = DEFAULT_IMAGE_SIZE, max_addresses: int | None = None) -> Path:
     """``$ADDRESSCLIP_CACHE`` or ``~/.cache/addressclip``, + ``demo_city-<version>-<seed>-<size>[-<n>addr]``."""
     root = Path(os.environ.get("ADDRESSCLIP_CACHE", Path.home() / ".cache" / "addressclip")).expanduser()
     return root / _cache_name(seed, image_size, max_addresses)
@@ -217,7 +218,7 @@ Open Database License (ODbL) 1.0: {attribution}.
 def build_demo_city(
     output: str | os.PathLike,
     seed: int = 0,
-    image_size: int = 128,
+    image_size: int = DEFAULT_IMAGE_SIZE,
     max_addresses: int | None = None,
     pbf: str | os.PathLike | None = None,
     sha256: str | None = "default",
@@ -265,7 +266,10 @@ def build_demo_city(
 
 
 def load_demo_city(
-    cache_dir: str | os.PathLike | None = None, seed: int = 0, image_size: int = 128, max_addresses: int | None = None
+    cache_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    max_addresses: int | None = None,
 ):
     """The demo ``DatasetDict`` (train/database/query); built once into the cache, then reused.
 
@@ -338,7 +342,7 @@ def main(argv: list[str] | None = None) -> BuildReport:
     parser = argparse.ArgumentParser(description="Build the AddressCLIP demo city dataset (Hub-ready directory).")
     parser.add_argument("--output", required=True, type=Path, help="dataset directory to write")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE)
     parser.add_argument("--max-addresses", type=int, default=None, help="tiny subset (e.g. 6) for tests")
     parser.add_argument("--plot-map", type=Path, default=None, help="PNG map of sub-streets and cameras")
     parser.add_argument("--plot-samples", type=Path, default=None, help="PNG contact sheet of views")

@@ -4,6 +4,8 @@ A view is a deterministic function of
 (a) the street's character (``StreetStyle``: width, lanes, tram, trees, shops, palette),
 (b) a smooth random ``AppearanceField`` over UTM metres (facade colour, storeys, window
     rhythm at a 150-400 m scale, so neighbouring places look alike),
+(b') the block's character (``block_character``: palette shift, height, window rhythm and
+    awning colour shared by the buildings of one sub-street, between two cross streets),
 (c) the heading (looking along the street in perspective, or at one facade), and
 (d) per-image nuisance (weather/light, camera jitter, cars, pedestrians, noise).
 Buildings sit on a fixed grid along the sub-street, so every view of one place shows the
@@ -13,7 +15,7 @@ same buildings. ``caption_for`` describes what was drawn (BLIP style), never str
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 
 import numpy as np
@@ -33,6 +35,10 @@ WEATHERS = {  # name: (sky top, sky horizon, light gain, tint, caption phrase)
     "dusk": ((0.28, 0.26, 0.45), (0.93, 0.62, 0.42), 0.78, (1.08, 0.93, 0.85), "at dusk"),
     "hazy": ((0.70, 0.74, 0.78), (0.88, 0.88, 0.86), 0.97, (1.0, 1.0, 1.0), "on a hazy day"),
 }
+PAVEMENTS = (  # per-street sidewalk surfaces (RGB), a street-level cue seen in every view
+    (0.62, 0.62, 0.60), (0.62, 0.46, 0.41), (0.70, 0.64, 0.50), (0.44, 0.44, 0.45), (0.52, 0.56, 0.62),
+    (0.76, 0.75, 0.72),
+)  # fmt: skip
 STOREY_M, CAMERA_M, FAR_M = 3.2, 1.6, 220.0
 LAWN = np.array([0.33, 0.5, 0.25], np.float32)
 KIND_WORDS = {"avenue": "a wide avenue", "street": "a city street", "narrow": "a narrow street",
@@ -61,6 +67,8 @@ class StreetStyle:
     accent: tuple[float, float, float]  # awning / shop-sign colour
     building_m: float  # building length along the street
     tree_colour: tuple[float, float, float]
+    pavement: tuple[float, float, float] = PAVEMENTS[0]  # sidewalk colour
+    asphalt: float = 0.34  # carriageway grey level
 
 
 def _tag_number(tags: dict, key: str) -> float | None:
@@ -88,6 +96,7 @@ def street_style(name: str, highway: str, tags: dict | None = None) -> StreetSty
         hue=float(rng.random()), accent=tuple(float(c) for c in rng.uniform(0.15, 0.9, 3)),
         building_m=float(rng.uniform(13.0, 24.0)),
         tree_colour=tuple(float(c) for c in rng.uniform((0.15, 0.3, 0.1), (0.4, 0.55, 0.25))),
+        pavement=PAVEMENTS[int(rng.integers(len(PAVEMENTS)))], asphalt=float(rng.uniform(0.26, 0.42)),
     )  # fmt: skip
 
 
@@ -173,6 +182,7 @@ class Buildings:
     pitch: np.ndarray  # window pitch (m)
     width: np.ndarray  # window width fraction
     kind: np.ndarray  # 0 block, 1 tower, 2 glass, 3 park
+    accent: np.ndarray  # (n, 3) awning / shop-sign colour
     names: list[str]
 
 
@@ -187,6 +197,13 @@ def _side_point(line: shapely.LineString, s: float, side: float, offset: float) 
     return (base.x + (dx * over + dy * side * offset) / norm, base.y + (dy * over - dx * side * offset) / norm)
 
 
+def block_character(sub_street: str) -> np.ndarray:
+    """A sub-street's own character in [-1, 1]: palette shift, storeys, window pitch, window width, and an
+    awning colour (3 values) -- shared by its buildings, as a city block between two cross streets is
+    often built in one period by one builder; it is what tells two sub-streets of one street apart."""
+    return np.random.default_rng(stable_seed("block", sub_street)).uniform(-1, 1, 7).astype(np.float32)
+
+
 def make_buildings(camera: Camera, field_: AppearanceField, side: float, u_min: float, u_max: float) -> Buildings:
     """Buildings on ``side`` covering along-street coordinates ``u_min..u_max``."""
     style, length = camera.style, camera.style.building_m
@@ -197,20 +214,25 @@ def make_buildings(camera: Camera, field_: AppearanceField, side: float, u_min: 
     own = field_.street(*np.array(centres).T, camera.street)
     rng = [np.random.default_rng(stable_seed("building", camera.sub_street, side, b)) for b in range(first, last + 1)]
     jitter = np.array([r.uniform(-1, 1, 4) for r in rng], dtype=np.float32)
-    # Smooth fields give the character of a neighbourhood and a street; each building adds its own identity
-    # (colour, height, window rhythm), stable across every view that sees it, as real facades are.
-    position = (style.hue * len(PALETTE) + 1.5 * values[:, 0] + 2.5 * own[:, 0] + 1.2 * jitter[:, 0]) % len(PALETTE)
+    block = block_character(camera.sub_street)
+    # Smooth fields give the character of a neighbourhood and a street, the block its own palette, height and
+    # window rhythm; each building adds its own identity, stable across every view that sees it.
+    position = style.hue * len(PALETTE) + 3.0 * block[0] + values[:, 0] + 1.2 * own[:, 0] + 0.8 * jitter[:, 0]
+    position = position % len(PALETTE)
     lower, frac = np.floor(position).astype(int), (position % 1.0)[:, None]
     colour = _PALETTE_RGB[lower % len(PALETTE)] * (1 - frac) + _PALETTE_RGB[(lower + 1) % len(PALETTE)] * frac
     colour = np.clip(colour * (1.0 + 0.1 * values[:, 4:5]), 0, 1)
-    storeys = np.clip(np.round(style.storeys + values[:, 1] + 1.2 * own[:, 1] + 1.5 * jitter[:, 1]), 2, 9)
+    storeys = style.storeys + 1.5 * block[1] + 0.6 * values[:, 1] + 0.6 * own[:, 1] + 0.8 * jitter[:, 1]
+    storeys = np.clip(np.round(storeys), 2, 9)
     landmark = values[:, 5] + 0.8 * jitter[:, 2]
     kind = np.select([landmark > 1.35, landmark < -1.5, jitter[:, 3] > 0.85], [1, 3, 2], 0)
     height = np.where(kind == 3, 0.0, storeys * STOREY_M + 0.8 + (kind == 1) * 2 * STOREY_M)
     names = [PALETTE[int(round(p)) % len(PALETTE)][0] for p in position]
-    pitch = (2.9 + 0.3 * values[:, 2] + 0.3 * own[:, 2] + 0.5 * jitter[:, 3]).astype(np.float32)
-    width = (0.5 + 0.12 * values[:, 3] + 0.1 * jitter[:, 2]).astype(np.float32)
-    return Buildings(first, colour.astype(np.float32), height.astype(np.float32), pitch, width, kind, names)
+    pitch = (2.9 + 0.5 * block[2] + 0.2 * values[:, 2] + 0.2 * own[:, 2] + 0.3 * jitter[:, 3]).astype(np.float32)
+    width = (0.5 + 0.14 * block[3] + 0.06 * values[:, 3] + 0.06 * jitter[:, 2]).astype(np.float32)
+    awning = np.clip(0.3 * np.array(style.accent, np.float32) + 0.5 + 0.4 * block[4:7], 0.05, 0.95)
+    accent = np.tile(awning, (len(rng), 1))
+    return Buildings(first, colour.astype(np.float32), height.astype(np.float32), pitch, width, kind, accent, names)
 
 
 def _facade(h: np.ndarray, u: np.ndarray, z: np.ndarray, b: Buildings, index: np.ndarray, style: StreetStyle):
@@ -230,7 +252,7 @@ def _facade(h: np.ndarray, u: np.ndarray, z: np.ndarray, b: Buildings, index: np
     out = np.where(cornice[..., None], colour * 0.55, colour)
     fade = np.clip((70.0 - z) / 40.0, 0, 1)[None, :, None]
     out = np.where((window | shop)[..., None], out * (1 - fade) + glass_rgb * fade, out)
-    return np.where(awning[..., None], np.array(style.accent, np.float32), out)
+    return np.where(awning[..., None], b.accent[index][None], out)
 
 
 @lru_cache(maxsize=4)
@@ -241,9 +263,9 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _stack(left: Buildings, right: Buildings) -> Buildings:
     """Both sides' buildings in one table (left first)."""
-    return Buildings(0, np.vstack([left.colour, right.colour]), np.concatenate([left.height, right.height]),
-                     np.concatenate([left.pitch, right.pitch]), np.concatenate([left.width, right.width]),
-                     np.concatenate([left.kind, right.kind]), left.names + right.names)  # fmt: skip
+    arrays = {f.name: np.concatenate([getattr(left, f.name), getattr(right, f.name)]) for f in fields(Buildings)
+              if f.name not in ("first", "names")}  # fmt: skip
+    return Buildings(first=0, names=left.names + right.names, **arrays)
 
 
 def _column_index(b: Buildings, u: np.ndarray, length: float, offset: int = 0) -> np.ndarray:
@@ -262,7 +284,8 @@ def _ground(x_street: np.ndarray, u: np.ndarray, z: np.ndarray, style: StreetSty
     half, pixel = style.road_m / 2, 0.6 * z / f + 0.04
     road = np.abs(x_street) < half
     tiles = ((np.floor(x_street) + np.floor(u)) % 2) * np.clip(1 - z / 25, 0, 1) * 0.05
-    out = np.where(road, 0.34, 0.62 + tiles)[..., None] * np.array([1.0, 1.0, 0.97], np.float32)
+    pavement = np.array(style.pavement, np.float32)
+    out = np.where(road[..., None], style.asphalt, pavement + tiles[..., None]).astype(np.float32)
     out = np.where((np.abs(np.abs(x_street) - half) < pixel)[..., None] & (half > 0), 0.5, out)
     if style.lanes >= 2 and half > 0:
         mark = (np.abs(x_street) < pixel) & ((u % 6.0) < 3.0)

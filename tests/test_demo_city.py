@@ -12,7 +12,7 @@ import pytest
 import shapely
 
 from dataset_scripts import osm
-from dataset_scripts.demo_city import build_demo_city, default_cache_dir, load_demo_city, plan_views
+from dataset_scripts.demo_city import DEFAULT_IMAGE_SIZE, build_demo_city, default_cache_dir, load_demo_city, plan_views
 from dataset_scripts.schema import IAL_FEATURES, SPLITS, validate_row
 from dataset_scripts.street_view import AppearanceField, caption_for, render_view
 from modeling_addressclip.address import Address
@@ -141,7 +141,7 @@ def test_views_depend_on_heading_and_are_deterministic():
 
 
 def test_load_demo_city_reuses_the_cache(tiny, tmp_path):
-    cached = tmp_path / default_cache_dir(seed=0, image_size=128).name
+    cached = tmp_path / default_cache_dir(seed=0, image_size=DEFAULT_IMAGE_SIZE).name
     shutil.copytree(tiny.output, cached)
     loaded = load_demo_city(cache_dir=tmp_path)  # the tiny copy is reused, not rebuilt
     assert len(loaded["train"]) == tiny.images["train"]
