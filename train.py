@@ -15,13 +15,12 @@ import sys
 from pathlib import Path
 
 import torch
-from transformers import HfArgumentParser, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from modeling_addressclip.data import AddressCLIPCollator
 from modeling_addressclip.reporting import plot_training_curves, write_model_card
 from modeling_addressclip.run import DataArguments, ModelArguments, build_model, load_splits, recipe_of, run_summary
-from modeling_addressclip.training import AddressCLIPTrainer, address_column, unique_addresses
+from modeling_addressclip.training import AddressCLIPTrainer, address_column, last_complete_checkpoint, unique_addresses
 
 DEFAULT_CONFIG = Path(__file__).with_name("configs") / "demo.json"
 FORCED = {"label_names": ["utm"], "remove_unused_columns": False}
@@ -48,6 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     with training_args.main_process_first(desc="dataset"):
         splits, dataset_name = load_splits(data_args)
     bank = unique_addresses(address_column(splits["train"]), address_column(splits["database"]))
+    set_seed(training_args.seed)  # before the weights are initialized: torch starts from a random seed
     model, processor = build_model(model_args, splits["train"].select_columns(["address", "caption"]))
     trainer = AddressCLIPTrainer(
         model=model,
@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> dict:
         unique_address_batches=data_args.unique_address_batches,
     )
     if not data_args.zero_shot_eval:
-        last = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+        # Not get_last_checkpoint: a run killed while saving leaves a checkpoint-N that cannot be resumed from.
+        last = last_complete_checkpoint(training_args.output_dir, training_args.save_only_model)
         trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or last)
     metrics = trainer.evaluate()
     trainer.save_metrics("eval", metrics)

@@ -18,7 +18,6 @@ import os
 import shutil
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,7 +30,14 @@ from dataset_scripts.ial_io import Annotation, Reject, iter_table, read_image, r
 from dataset_scripts.ial_places import Locator, locate_in_zone, table_locator
 from dataset_scripts.ial_report import BuildReport, SeenSet, card_sections
 from dataset_scripts.ial_shards import ShardWriter
-from dataset_scripts.schema import SPLITS, dataset_card, publish_directory, split_by_location, validate_row
+from dataset_scripts.schema import (
+    SPLITS,
+    dataset_card,
+    publish_directory,
+    split_by_location,
+    staging_directory,
+    validate_row,
+)
 from modeling_addressclip.address import Address
 
 __all__ = ["BuildError", "BuildOptions", "DatasetInfo", "build_ial", "push_directory", "run_cli"]
@@ -179,7 +185,7 @@ def build_ial(
     report = BuildReport(output=str(output))
     context = _Context(Path(root).resolve(), locate, info.zone, options, report)
     context.splits = _auto_splits(annotations, locate, options.seed)
-    temp = output.with_name(f".{output.name}.tmp-{uuid.uuid4().hex[:8]}")
+    temp = staging_directory(output)
     start = time.perf_counter()
     try:
         (temp / "data").mkdir(parents=True)

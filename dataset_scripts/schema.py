@@ -10,15 +10,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import logging
 import math
 import os
+import re
 import shutil
+import socket
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import NoReturn
 
 import datasets
 import numpy as np
@@ -39,11 +44,14 @@ __all__ = [
     "dataset_card",
     "encode_image",
     "publish_directory",
+    "remove_stale_siblings",
     "split_by_location",
+    "staging_directory",
     "validate_row",
     "write_hub_dataset",
 ]
 
+logger = logging.getLogger(__name__)
 SPLITS: tuple[str, str, str] = ("train", "database", "query")
 UTM_TOLERANCE_M = 5.0
 
@@ -69,7 +77,7 @@ IAL_FEATURES = Features(
 # --------------------------------------------------------------------------- validation
 
 
-def _fail(where: str, field: str, problem: str) -> None:
+def _fail(where: str, field: str, problem: str) -> NoReturn:
     raise ValueError(f"{where}: field {field!r} {problem}")
 
 
@@ -77,7 +85,7 @@ def _check_fields(row: Mapping, where: str) -> None:
     missing = [name for name in IAL_FEATURES if name not in row]
     if missing:
         _fail(where, missing[0], f"is missing (all missing: {missing})")
-    extra = sorted(set(row) - set(IAL_FEATURES))
+    extra = sorted(set(row) - set(IAL_FEATURES), key=str)
     if extra:
         _fail(where, extra[0], f"is not part of the IAL schema (extra fields: {extra})")
     for name in ("address", "main_street", "neighborhood", "caption", "utm_zone", "location_id"):
@@ -113,6 +121,8 @@ def _check_address(row: Mapping, where: str) -> None:
         _fail(where, "cross_streets", f"must be a list of names, got {crosses!r}")
     if not 1 <= len(crosses) <= 2:
         _fail(where, "cross_streets", f"must hold 1 or 2 names, got {len(crosses)}")
+    if not all(isinstance(name, str) for name in crosses):
+        _fail(where, "cross_streets", f"must hold strings, got {list(crosses)!r}")
     if row["main_street"] != address.main_street:
         _fail(where, "main_street", f"{row['main_street']!r} differs from the address's {address.main_street!r}")
     if tuple(sorted(crosses)) != address.cross_streets:
@@ -121,13 +131,21 @@ def _check_address(row: Mapping, where: str) -> None:
         _fail(where, "neighborhood", f"{row['neighborhood']!r} differs from the address's {address.neighborhood!r}")
 
 
-def _finite(row: Mapping, name: str, where: str, low: float = -math.inf, high: float = math.inf) -> float:
-    value = row[name]
+def _number(value, name: str, where: str, kind: str) -> float:
+    """``value`` as a float; bools, non-numbers and ints beyond float64's range fail naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        _fail(where, name, f"must be a number, got {type(value).__name__}")
+        _fail(where, name, f"must be {kind}, got {type(value).__name__}")
+    try:
+        return float(value)
+    except OverflowError:
+        _fail(where, name, "is an integer beyond float64's range")
+
+
+def _finite(row: Mapping, name: str, where: str, low: float = -math.inf, high: float = math.inf) -> float:
+    value = _number(row[name], name, where, "a number")
     if not math.isfinite(value) or not low <= value <= high:
-        _fail(where, name, f"must be finite in [{low}, {high}], got {value!r}")
-    return float(value)
+        _fail(where, name, f"must be finite in [{low}, {high}], got {row[name]!r}")
+    return value
 
 
 def _check_geography(row: Mapping, where: str) -> None:
@@ -145,11 +163,10 @@ def _check_geography(row: Mapping, where: str) -> None:
         _fail(where, "utm_east", f"/utm_north are {error:.1f} m from latitude/longitude projected to {row['utm_zone']}")
 
 
-def _check_heading(heading, where: str) -> None:
-    if isinstance(heading, bool) or not isinstance(heading, (int, float, np.floating, np.integer)):
-        _fail(where, "heading", f"must be a float (NaN if unknown), got {type(heading).__name__}")
+def _check_heading(value, where: str) -> None:
+    heading = _number(value, "heading", where, "a float (NaN if unknown)")
     if math.isinf(heading) or (math.isfinite(heading) and not 0.0 <= heading < 360.0):
-        _fail(where, "heading", f"must be a compass angle in [0, 360) or NaN, got {heading!r}")
+        _fail(where, "heading", f"must be a compass angle in [0, 360) or NaN, got {value!r}")
 
 
 def validate_row(row: Mapping, where: str) -> None:
@@ -273,11 +290,58 @@ def dataset_card(card_body: str, sizes: Mapping[str, tuple[int, int]], license: 
     return DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{card_body.strip()}\n")
 
 
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _sibling(output: Path, kind: str) -> Path:
+    """``.<name>.<kind>-<host>-<pid>-<random>`` beside ``output``: its writer can be told dead or alive later."""
+    return output.with_name(f".{output.name}.{kind}-{_host_tag()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_siblings(output: Path) -> list[Path]:
+    """Remove the ``.<name>.tmp-*`` / ``.<name>.old-*`` directories beside ``output`` whose writer is gone.
+
+    Only names made by :func:`_sibling` on this host count, and only when their process no longer
+    exists (a pid reused since keeps its directory, to be removed by a later build).
+    """
+    pattern = re.compile(rf"\.{re.escape(output.name)}\.(?:tmp|old)-{_host_tag()}-(\d+)-[0-9a-f]{{8}}")
+    stale = [
+        path
+        for path in (output.parent.iterdir() if output.parent.is_dir() else ())
+        if (m := pattern.fullmatch(path.name)) and int(m[1]) != os.getpid() and not _alive(int(m[1]))
+    ]
+    for path in stale:
+        logger.info(f"removing {path}, left by a writer that no longer runs")
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
+def staging_directory(output: Path) -> Path:
+    """A new hidden temp directory path beside ``output`` to build into; stale ones of killed writers go first."""
+    remove_stale_siblings(output)
+    return _sibling(output, "tmp")
+
+
 def publish_directory(temp: Path, output: Path) -> None:
-    """Move the finished ``temp`` to ``output``; an old ``output`` is swapped out, then removed."""
+    """Move the finished ``temp`` to ``output``; an old ``output`` is swapped out, then removed.
+
+    Killed between the two renames, ``output`` is missing (the old one waits in ``.<name>.old-*``); a
+    rerun writes it again and removes the leftovers.
+    """
     old = None
     if output.exists():
-        old = output.with_name(f".{output.name}.old-{uuid.uuid4().hex[:8]}")
+        old = _sibling(output, "old")
         output.rename(old)
     temp.rename(output)
     if old is not None:
@@ -297,12 +361,13 @@ def write_hub_dataset(
 
     ``splits`` maps each split name to a function returning its rows (IAL schema). Everything
     is written into a hidden temp directory beside ``output`` and renamed at the end, so an
-    interrupted build never leaves a directory that looks complete. ``card_body`` may be a
+    interrupted build never leaves a directory that looks complete; temp directories of killed
+    builds are removed by the next one (:func:`staging_directory`). ``card_body`` may be a
     function of the built splits (to report statistics).
     """
     output = Path(output).expanduser().resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
-    temp = output.with_name(f".{output.name}.tmp-{uuid.uuid4().hex[:8]}")
+    temp = staging_directory(output)
     try:
         (temp / "data").mkdir(parents=True)
         built = {name: _build_split(rows, name, temp / ".cache", validate) for name, rows in splits.items()}

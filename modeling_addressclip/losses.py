@@ -86,10 +86,14 @@ def normalized_utm(utm: torch.Tensor) -> torch.Tensor:
     """
     if utm.ndim != 2 or utm.shape[1] != 2:
         raise ValueError(f"utm must have shape (N, 2) = (east, north), got {tuple(utm.shape)}")
-    if not torch.isfinite(utm).all():
+    # A data-dependent branch: skipped under torch.compile, where it would split the graph in two.
+    if not torch.compiler.is_compiling() and not torch.isfinite(utm).all():
         bad = torch.nonzero(~torch.isfinite(utm).all(dim=1)).flatten().tolist()
         raise ValueError(f"utm has non-finite coordinates in batch rows {bad}")
     utm = utm.to(torch.float64)
+    # An axis spanning more than DBL_MAX (max - min = inf, then inf / inf = NaN) is halved first; min-max
+    # normalization is scale-invariant, and every other input is left bit for bit as it was.
+    utm = torch.where(torch.isinf(utm.max(dim=0).values - utm.min(dim=0).values), utm * 0.5, utm)
     low = utm.min(dim=0).values
     span = utm.max(dim=0).values - low
     return torch.where(span > 0, (utm - low) / torch.where(span > 0, span, 1.0), torch.zeros_like(utm))

@@ -64,7 +64,9 @@ class DataArguments:
     dataset_config_name: str | None = field(default=None, metadata={"help": "dataset config (e.g. base, large)"})
     streaming: bool = field(default=False, metadata={"help": "stream the train split (large datasets)"})
     demo_seed: int = field(default=0, metadata={"help": "demo city: rendering seed"})
-    demo_image_size: int = field(default=128, metadata={"help": "demo city: stored image size"})
+    demo_image_size: int | None = field(
+        default=None, metadata={"help": "demo city: stored image size (default: the builder's, the demo model's input)"}
+    )
     demo_max_addresses: int | None = field(default=None, metadata={"help": "demo city: build only N addresses"})
     max_train_samples: int | None = field(default=None, metadata={"help": "truncate train (debugging)"})
     max_eval_samples: int | None = field(default=None, metadata={"help": "truncate query (debugging)"})
@@ -80,9 +82,8 @@ def load_splits(args: DataArguments) -> tuple[datasets.DatasetDict | datasets.It
     if args.dataset_name is None:
         from dataset_scripts.demo_city import load_demo_city
 
-        splits = load_demo_city(
-            seed=args.demo_seed, image_size=args.demo_image_size, max_addresses=args.demo_max_addresses
-        )
+        size = {} if args.demo_image_size is None else {"image_size": args.demo_image_size}
+        splits = load_demo_city(seed=args.demo_seed, max_addresses=args.demo_max_addresses, **size)
         name = DEMO_NAME
     else:
         path = Path(args.dataset_name)
@@ -113,9 +114,15 @@ def text_corpus(rows, template: str):
 
 
 def _scratch_config(args: ModelArguments, processor: CLIPProcessor) -> AddressCLIPConfig:
-    heads = args.attention_heads
+    heads, tokenizer = args.attention_heads, processor.tokenizer
     config = AddressCLIPConfig(
         text_config=dict(
+            # The tokenizer's own vocabulary (~2k), not CLIPTextConfig's 49,408: the unused rows were 60% of the
+            # demo model's weights, and their dense gradient (zero-fill, accumulate, AdamW) ~25% of a CPU step.
+            vocab_size=len(tokenizer),
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
             hidden_size=args.text_hidden_size,
             intermediate_size=4 * args.text_hidden_size,
             num_hidden_layers=args.text_layers,
