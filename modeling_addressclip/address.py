@@ -152,16 +152,15 @@ class Address:
         if _has_unescaped(street_part, ","):
             raise ValueError("more than one unescaped comma")
         between = _split_once(street_part, _BETWEEN)
-        if between is not None:
-            main, rest = between
-            pair = _split_once(rest, _AND)
-            if pair is None:
-                raise ValueError("'between' without 'and'")
-            crosses = [pair[0], pair[1]]
+        pair = None if between is None else _split_once(between[1], _AND)
+        if pair is not None:
+            main, crosses = between[0], [pair[0], pair[1]]
         else:
+            # Not the between form: "M near between X, N" (a cross street named "between X") reads as near.
             near = _split_once(street_part, _NEAR)
             if near is None:
-                raise ValueError("neither 'between <A> and <B>' nor 'near <A>'")
+                problem = "'between' without 'and'" if between else "neither 'between <A> and <B>' nor 'near <A>'"
+                raise ValueError(problem)
             main, crosses = near[0], [near[1]]
         parts = [_check_unambiguous(p) for p in (main, *crosses, neighborhood)]
         return cls(_unescape(parts[0]), tuple(_unescape(c) for c in parts[1:-1]), _unescape(parts[-1]))

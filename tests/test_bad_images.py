@@ -6,152 +6,86 @@ import re
 
 import numpy as np
 import pytest
-import torch
+from bad_inputs import (
+    IMAGE_CASES,
+    PHOTO,
+    ROTATED,
+    TRANSPARENT_COLUMNS,
+    WIDE,
+    assert_same_prediction,
+    check_image_case,
+    gray_png,
+    palette_png,
+    rgba_png,
+    rotated_jpeg,
+    sixteen_bit_png,
+    tiny_localizer,
+    zero_bytes,
+)
 from PIL import Image
-from tiny_models import ADDRESSES, tiny_config, tiny_processor
-from transformers import pipeline
 
-from modeling_addressclip import AddressCLIPModel, ImageLoadError, load_image
-from modeling_addressclip.pipeline_addressclip import TASK
-
-RNG = np.random.default_rng(3)
-PHOTO = RNG.integers(0, 256, (24, 36, 3), dtype=np.uint8)
+from modeling_addressclip import ImageLoadError, load_image
 
 
 @pytest.fixture(scope="module")
 def localizer():
-    processor = tiny_processor()
-    torch.manual_seed(1)
-    model = AddressCLIPModel(tiny_config(processor)).eval()
-    model.set_address_bank(ADDRESSES, processor)
-    return pipeline(TASK, model=model, processor=processor, device="cpu")
+    return tiny_localizer()
 
 
-def assert_same_prediction(got: list[dict], expected: list[dict]) -> None:
-    assert [r["address"] for r in got] == [r["address"] for r in expected]
-    assert [r["score"] for r in got] == pytest.approx([r["score"] for r in expected], abs=1e-5)
+# ----------------------------------------------------------------------------- every case (shared with benchmarks)
+@pytest.mark.parametrize("case", IMAGE_CASES, ids=lambda case: case.name)
+def test_case_is_refused_naming_it_or_localized_like_its_rgb_equivalent(localizer, tmp_path, case):
+    """Unreadable inputs raise ImageLoadError naming them; convertible ones predict like their RGB version."""
+    check_image_case(localizer, case, tmp_path)
 
 
-# ----------------------------------------------------------------------------- unreadable files
-def truncated_jpeg(path):
-    Image.fromarray(PHOTO).save(path, "JPEG", quality=95)
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
+def test_cases_cover_refusals_and_conversions():
+    assert {"truncated.jpg", "empty.png", "notes.jpg", "nowhere/street.jpg", "bomb.png"} <= {
+        c.name for c in IMAGE_CASES
+    }
+    assert sum(c.error is None for c in IMAGE_CASES) >= 7 and sum(c.same_as is not None for c in IMAGE_CASES) >= 5
 
 
-def zero_bytes(path):
-    path.write_bytes(b"")
-
-
-def not_an_image(path):
-    path.write_text("street,address\nMannerheimintie,Kluuvi\n")
-
-
-BROKEN = {"truncated.jpg": truncated_jpeg, "empty.png": zero_bytes, "notes.jpg": not_an_image}
-
-
-@pytest.mark.parametrize("name", sorted(BROKEN))
-def test_unreadable_file_raises_an_error_naming_it(localizer, tmp_path, name):
-    path = tmp_path / name
-    BROKEN[name](path)
-    with pytest.raises(ImageLoadError, match=re.escape(str(path))):
-        localizer(str(path))
-
-
-def test_missing_path_raises_an_error_naming_it(localizer, tmp_path):
-    path = tmp_path / "nowhere" / "street.jpg"
-    with pytest.raises(ImageLoadError, match=re.escape(str(path)) + ".*not found"):
-        localizer(str(path))
-
-
-def test_decompression_bomb_is_refused_at_pils_limit(localizer, tmp_path, monkeypatch):
-    path = tmp_path / "bomb.png"
-    Image.new("RGB", (64, 64)).save(path)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64 x 64 > 2 x limit: PIL refuses to decode it
-    with pytest.raises(ImageLoadError, match=re.escape(str(path)) + ".*decompression bomb"):
-        localizer(str(path))
-
-
-def test_unsupported_input_type_is_named(localizer):
-    with pytest.raises(ImageLoadError, match="int"):
-        localizer(42)
-
-
-# ----------------------------------------------------------------------------- convertible images
-def test_cmyk_jpeg_is_converted_to_rgb(localizer, tmp_path):
-    path = tmp_path / "cmyk.jpg"
-    Image.fromarray(PHOTO).convert("CMYK").save(path, "JPEG", quality=95)
-    assert Image.open(path).mode == "CMYK"
-    assert_same_prediction(localizer(str(path)), localizer(Image.open(path).convert("RGB")))
-
-
-def test_sixteen_bit_png_is_scaled_to_eight_bits(localizer, tmp_path):
+# ----------------------------------------------------------------------------- conversions, pixel by pixel
+def test_sixteen_bit_png_is_scaled_to_eight_bits(tmp_path):
     path = tmp_path / "depth16.png"
-    wide = (np.linspace(0, 65535, 40)[None, :] * np.ones((30, 1))).astype(np.uint16)
-    Image.fromarray(wide).save(path)
-    assert Image.open(path).mode.startswith("I")
+    sixteen_bit_png(path)
     rgb = load_image(str(path))
     assert rgb.mode == "RGB" and np.asarray(rgb)[0, 0].tolist() == [0, 0, 0]
     assert np.asarray(rgb)[0, -1].tolist() == [255, 255, 255]
-    eight_bit = Image.fromarray(np.rint(wide / 257).astype(np.uint8)).convert("RGB")
-    assert_same_prediction(localizer(str(path)), localizer(eight_bit))
+    assert WIDE.max() == 65535
 
 
-def test_palette_with_transparency_is_composited_on_white(localizer, tmp_path):
+def test_palette_with_transparency_is_composited_on_white(tmp_path):
     path = tmp_path / "palette.png"
-    image = Image.fromarray(PHOTO).quantize(colors=16)
-    index = int(np.asarray(image)[0, 0])
-    image.info["transparency"] = index
-    image.save(path, transparency=index)
-    rgb = np.asarray(load_image(str(path)))
-    assert rgb[0, 0].tolist() == [255, 255, 255]
-    assert len(localizer(str(path), top_k=2)) == 2
+    palette_png(path)
+    assert np.asarray(load_image(str(path)))[0, 0].tolist() == [255, 255, 255]
 
 
-def test_rgba_is_composited_on_white(localizer, tmp_path):
+def test_rgba_is_composited_on_white(tmp_path):
     path = tmp_path / "rgba.png"
-    alpha = np.full(PHOTO.shape[:2] + (1,), 255, dtype=np.uint8)
-    alpha[:, :10] = 0
-    Image.fromarray(np.concatenate([PHOTO, alpha], axis=2), "RGBA").save(path)
+    rgba_png(path)
     rgb = np.asarray(load_image(str(path)))
-    assert (rgb[:, :10] == 255).all() and (rgb[:, 10:] == PHOTO[:, 10:]).all()
-    opaque = PHOTO.copy()
-    opaque[:, :10] = 255
-    assert_same_prediction(localizer(str(path)), localizer(Image.fromarray(opaque)))
+    cut = TRANSPARENT_COLUMNS
+    assert (rgb[:, :cut] == 255).all() and (rgb[:, cut:] == PHOTO[:, cut:]).all()
 
 
-def test_grayscale_is_replicated_to_three_channels(localizer, tmp_path):
+def test_grayscale_is_replicated_to_three_channels(tmp_path):
     path = tmp_path / "gray.png"
-    Image.fromarray(PHOTO[..., 0]).save(path)
+    gray_png(path)
     rgb = np.asarray(load_image(str(path)))
     assert rgb.shape == PHOTO.shape[:2] + (3,) and (rgb == PHOTO[..., :1]).all()
-    assert_same_prediction(localizer(str(path)), localizer(Image.fromarray(PHOTO[..., 0]).convert("RGB")))
 
 
-def test_one_pixel_image_is_localized(localizer, tmp_path):
-    path = tmp_path / "dot.png"
-    Image.new("RGB", (1, 1), (200, 30, 30)).save(path)
-    result = localizer(str(path), top_k=3)
-    assert len(result) == 3 and result[0]["address"] in ADDRESSES
-
-
-def test_exif_rotation_is_applied(localizer, tmp_path):
+def test_exif_rotation_is_applied(tmp_path):
     path = tmp_path / "rotated.jpg"
-    stored = np.zeros((20, 40, 3), dtype=np.uint8)
-    stored[:, :20] = (255, 0, 0)  # left half red, right half blue as stored in the file
-    stored[:, 20:] = (0, 0, 255)
-    exif = Image.Exif()
-    exif[0x0112] = 6  # Orientation: rotate 90° clockwise to display
-    Image.fromarray(stored).save(path, "JPEG", quality=95, exif=exif)
+    rotated_jpeg(path)
     upright = load_image(str(path))
     assert upright.size == (20, 40)  # portrait once displayed: red on top, blue below
     pixels = np.asarray(upright).astype(int)
     assert pixels[5, 10, 0] > 200 and pixels[5, 10, 2] < 60
     assert pixels[35, 10, 2] > 200 and pixels[35, 10, 0] < 60
-    decoded = np.asarray(Image.open(path).convert("RGB"))  # as stored, JPEG-decoded, not rotated
-    assert decoded.shape == (20, 40, 3)
-    clockwise = Image.fromarray(np.ascontiguousarray(np.rot90(decoded, k=-1)))
-    assert_same_prediction(localizer(str(path)), localizer(clockwise))
+    assert np.asarray(Image.open(path).convert("RGB")).shape == ROTATED.shape  # stored landscape, not rotated
 
 
 # ----------------------------------------------------------------------------- batches

@@ -1,4 +1,4 @@
-"""benchmarks/retrieval_baseline.py and benchmarks/inference.py in their --tiny (CI) modes, in-process."""
+"""The benchmarks/ scripts in their --tiny (CI) modes, in-process."""
 
 import importlib.util
 import math
@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,3 +97,78 @@ def test_synthetic_candidates_are_distinct_parseable_and_keep_the_bank_first():
     assert len(texts) == len(set(texts)) == 3_000 and texts[0] == "Fredrikinkatu near Bulevardi, Punavuori"
     assert all(Address.parse(t) for t in texts[:50] + texts[-50:])
     assert len(set(inference.synthetic_addresses(30_000))) == 30_000
+
+
+train_throughput = _load("train_throughput")
+input_pipeline = _load("input_pipeline")
+
+
+def test_train_throughput_tiny_times_both_models_with_flops_and_peak(capsys):
+    result = train_throughput.main(["--tiny"])
+    out = capsys.readouterr().out
+    rows = result["rows"]
+    assert set(rows) == {"AddressCLIP", "CLIP", train_throughput.EQ1_ONLY}
+    for name, row in rows.items():
+        assert f"| {name} | " in out
+        assert row["samples_per_s"] > 0 and row["gflop_per_step"] > 0 and 0 < row["peak_fraction"] < 1
+        assert math.isclose(row["samples_per_s"] * row["step_ms"] / 1000, 8)  # batch 8
+    # same config, batch and weights: AddressCLIP with Eq. 1 alone does CLIP's FLOPs (+ one N x N x D product for
+    # the output logits, which CLIP shares with its loss); captions add text FLOPs
+    eq1, clip = rows[train_throughput.EQ1_ONLY]["gflop_per_step"], rows["CLIP"]["gflop_per_step"]
+    assert 0 < eq1 - clip <= 2 * 8 * 8 * 16 / 1e9 * 1.001
+    assert rows["AddressCLIP"]["gflop_per_step"] > rows["CLIP"]["gflop_per_step"]
+    assert result["peak_gflops"] > 0 and result["attention"] == "sdpa" and result["optimizer"].startswith("AdamW")
+    assert set(result["per_flop_ratio"]) == {"AddressCLIP", train_throughput.EQ1_ONLY}
+    assert "per-FLOP ratio AddressCLIP / CLIP:" in out and "AddressCLIP share of peak:" in out
+
+
+def test_flop_count_includes_attention_and_models_share_weights():
+    setup = train_throughput.build_setup("tiny", 4)
+    clip, address = setup.models["CLIP"], setup.models["AddressCLIP"]
+    assert all(torch.equal(p, clip.state_dict()[k]) for k, p in address.state_dict().items())
+    # CPU SDPA kernels are invisible to FlopCounterMode; step_flops counts them through the math backend
+    with FlopCounterMode(display=False) as fused:
+        clip(**setup.batches["CLIP"]).loss.backward()
+    assert train_throughput.step_flops(setup, "CLIP") > fused.get_total_flops()
+    # the from-scratch text encoder has the tokenizer's vocabulary, not CLIP's 49,408 rows
+    assert address.config.text_config.vocab_size == len(setup.processor.tokenizer) < 49408
+
+
+def test_input_pipeline_tiny_reports_delivered_vs_consumed(tiny_demo_dir, capsys):
+    result = input_pipeline.main(["--tiny", "--dataset", str(tiny_demo_dir)])
+    out = capsys.readouterr().out
+    settings = {(row["source"], row["decode"], row["workers"]) for row in result["rows"]}
+    for source in ("demo", "photos 640x480"):
+        assert {(source, "datasets decode", 0), (source, "draft decode", 0), (source, "draft decode", 1)} <= settings
+        assert f"goal {source} (draft decode, 0 workers = train.py default):" in out
+    for row in result["rows"]:
+        assert row["delivered"] > 0 and row["consumed"] > 0 and row["end_to_end"] > 0
+        assert math.isclose(row["ratio"], row["delivered"] / row["consumed"])
+        assert f"| {row['source']} | {row['stored']} | {row['decode']} | {row['workers']} |" in out
+    assert set(result["goals"]) == {"demo", "photos 640x480"}
+    assert {row["stored"] for row in result["rows"]} == {"64x64", "640x480"}  # the fixture's and the photos' size
+
+
+reliability = _load("reliability")
+
+
+def test_reliability_tiny_prints_one_table_without_failures(capsys):
+    result = reliability.main(["--tiny", "--kills", "0"])
+    out = capsys.readouterr().out
+    assert "| suite | cases tried | failures | seconds | note |" in out and "failures:" not in out
+    suites = result["suites"]
+    assert list(suites) == ["bad images", "bad rows", "kills survived", "fuzz examples run"]
+    assert suites["kills survived"]["skipped"] and "| kills survived | - | - |" in out
+    from bad_inputs import IMAGE_CASES, bad_rows
+    from test_properties import PROPERTIES
+
+    expected = {"bad images": len(IMAGE_CASES), "bad rows": len(bad_rows())}
+    for name, tried in expected.items():
+        assert suites[name]["tried"] == tried and f"| {name} | {tried} | 0 |" in out
+    fuzzed = suites["fuzz examples run"]["tried"]
+    assert len(PROPERTIES) <= fuzzed <= len(PROPERTIES) * reliability.TINY_EXAMPLES
+    assert f"| fuzz examples run | {fuzzed} | 0 |" in out
+    assert not any(suite["failures"] for suite in suites.values())
+    failing = reliability.Suite("bad rows", tried=3, failures=["x missing: accepted"])
+    table = reliability.format_table([failing])
+    assert "| bad rows | 3 | 1 |" in table and table.endswith("failures:\n- bad rows: x missing: accepted")
