@@ -187,9 +187,11 @@ captions describing what was drawn (never a street name).
   cut at its junctions into sub-streets addressed "Main between Cross A and Cross B, Neighborhood".
 - Camera positions every ~{SPACING_M:g} m along every sub-street of at least {MIN_LENGTH_M:g} m; four views
   per position (ahead, right, behind, left of the street; `heading` is the compass angle).
-- What a view shows depends on the street (OSM `highway`, `lanes`, `width`, `tram`), a smooth random
+- What a view shows depends on the street (OSM `highway`, `lanes`, `width`, `tram`; its paving), the
+  block (each sub-street's palette shift, storeys, window rhythm and awning colour), a smooth random
   appearance field over UTM coordinates (facade colours, storeys, window rhythm at 150-400 m scale),
-  the heading, and per-image nuisance (weather, light, camera jitter, cars, pedestrians, JPEG noise).
+  each building's own variation, the heading, and per-image nuisance (weather, light, camera jitter,
+  cars, pedestrians, JPEG noise).
 - Split 7:2:1 by location into train / database / query (paper §5.1); {report.moved_to_train} locations were moved
   to train so that every database/query address also occurs in train.
 - Seed {seed}, images {image_size}x{image_size} JPEG, builder version {VERSION}; build time {report.seconds:.1f} s.
