@@ -207,11 +207,11 @@ NUMBER_FIELDS = ("latitude", "longitude", "utm_east", "utm_north")
 HUGE = 10**400  # an int that no float64 holds
 
 
-def good_row() -> dict:
-    """One valid IAL row (Helsinki)."""
+def good_row(index: int = 0) -> dict:
+    """One valid IAL row (Helsinki); ``index`` varies the image and the location id."""
     east, north, zone = latlon_to_utm(60.17, 24.94)
     return {
-        "image": encode_image(Image.new("RGB", (16, 16), (10, 80, 120))),
+        "image": encode_image(Image.new("RGB", (16, 16), (index % 255, 80, 120))),
         "address": ADDRESS,
         "main_street": "Mannerheimintie",
         "cross_streets": ["Runeberginkatu", "Arkadiankatu"],
@@ -222,7 +222,7 @@ def good_row() -> dict:
         "utm_east": float(east[0]),
         "utm_north": float(north[0]),
         "utm_zone": zone,
-        "location_id": "loc-0",
+        "location_id": f"loc-{index}",
         "heading": 90.0,
     }
 

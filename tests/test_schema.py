@@ -6,38 +6,15 @@ import math
 
 import datasets
 import pytest
-from PIL import Image
+from bad_inputs import ADDRESS, good_row
 
 from dataset_scripts.schema import (
     IAL_FEATURES,
     SPLITS,
-    encode_image,
     split_by_location,
     validate_row,
     write_hub_dataset,
 )
-from modeling_addressclip.geo import latlon_to_utm
-
-ADDRESS = "Mannerheimintie between Arkadiankatu and Runeberginkatu, Kamppi"
-
-
-def good_row(index: int = 0) -> dict:
-    east, north, zone = latlon_to_utm(60.17, 24.94)
-    return {
-        "image": encode_image(Image.new("RGB", (16, 16), (index % 255, 80, 120))),
-        "address": ADDRESS,
-        "main_street": "Mannerheimintie",
-        "cross_streets": ["Runeberginkatu", "Arkadiankatu"],
-        "neighborhood": "Kamppi",
-        "caption": "A street view of a wide avenue with tram tracks",
-        "latitude": 60.17,
-        "longitude": 24.94,
-        "utm_east": float(east[0]),
-        "utm_north": float(north[0]),
-        "utm_zone": zone,
-        "location_id": f"loc-{index}",
-        "heading": 90.0,
-    }
 
 
 def test_features_are_the_architecture_schema():
