@@ -2,6 +2,8 @@
 
     python benchmarks/ablation.py                       # 4 variants x 3 seeds with configs/demo.json
     python benchmarks/ablation.py --tiny                # a seconds-long smoke run (CI)
+    python benchmarks/ablation.py -- --num_train_epochs 3 --eval_strategy no --save_strategy no
+                                                        # the reduced schedule of benchmarks/README.md (~35 min)
 
 Each variant trains from the same configuration with only the loss weights (alpha, beta, gamma) changed
 and prints SSA-1/SSA-5/SA-1/SA-5 on the query split as mean ± std over the seeds.
