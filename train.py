@@ -17,10 +17,11 @@ from pathlib import Path
 import torch
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
+from modeling_addressclip.checkpoints import last_complete_checkpoint
 from modeling_addressclip.data import AddressCLIPCollator
 from modeling_addressclip.reporting import plot_training_curves, write_model_card
 from modeling_addressclip.run import DataArguments, ModelArguments, build_model, load_splits, recipe_of, run_summary
-from modeling_addressclip.training import AddressCLIPTrainer, address_column, last_complete_checkpoint, unique_addresses
+from modeling_addressclip.training import AddressCLIPTrainer, address_column, unique_addresses
 
 DEFAULT_CONFIG = Path(__file__).with_name("configs") / "demo.json"
 FORCED = {"label_names": ["utm"], "remove_unused_columns": False}

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from modeling_addressclip.training import checkpoint_problem, last_complete_checkpoint  # noqa: E402
+from modeling_addressclip.checkpoints import checkpoint_problem, last_complete_checkpoint  # noqa: E402
 
 MAX_STEPS = 10
 TRAIN_FLAGS = ("--max_steps", str(MAX_STEPS), "--save_strategy", "steps", "--save_steps", "1")

@@ -16,7 +16,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from benchmarks.kill_resume import kill_and_resume, kill_points, kill_when, kill_when_paused, run_to_end
 from dataset_scripts.schema import SPLITS, remove_stale_siblings, staging_directory
-from modeling_addressclip.training import checkpoint_problem, last_complete_checkpoint
+from modeling_addressclip.checkpoints import checkpoint_problem, last_complete_checkpoint
 
 
 def _checkpoint(output: Path, step: int) -> Path:
@@ -52,7 +52,7 @@ def test_last_complete_checkpoint_skips_a_partly_written_one(tmp_path, caplog, p
     complete = _checkpoint(tmp_path, 2)
     DAMAGE[problem](_checkpoint(tmp_path, 10))  # numeric order: 10 is the newest, not 2
     assert get_last_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-10")  # what the Trainer would pick
-    with caplog.at_level(logging.WARNING, logger="modeling_addressclip.training"):
+    with caplog.at_level(logging.WARNING, logger="modeling_addressclip.checkpoints"):
         assert last_complete_checkpoint(tmp_path) == str(complete)
     assert f"skipping incomplete checkpoint {tmp_path / 'checkpoint-10'}: {problem}" in caplog.text
     assert len(caplog.records) == 1
