@@ -14,15 +14,24 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
+    # Three layers, imports pointing down only: addressclip_train -> dataset_scripts -> modeling_addressclip.
     packages=find_packages(
-        include=["modeling_addressclip", "modeling_addressclip.*", "dataset_scripts", "dataset_scripts.*"]
+        include=[
+            "modeling_addressclip",
+            "modeling_addressclip.*",
+            "dataset_scripts",
+            "dataset_scripts.*",
+            "addressclip_train",
+            "addressclip_train.*",
+        ]
     ),
     package_data={
         "modeling_addressclip": ["metrics/*/*.py", "metrics/*/*.md"],
         "dataset_scripts": ["data/*"],
+        "addressclip_train": ["configs/*.json"],
     },
     include_package_data=True,
-    entry_points={"console_scripts": ["addressclip=modeling_addressclip.cli:main"]},
+    entry_points={"console_scripts": ["addressclip=addressclip_train.cli:main"]},
     install_requires=[
         "torch>=2.4,<3",
         "transformers>=5.0,<6",
@@ -36,17 +45,13 @@ setup(
         "pillow>=10.0",
         "numpy>=1.26",
         "tqdm>=4.66",
+        # The demo (the main job: build a city from OpenStreetMap, train, plot) needs these three small wheels.
+        "osmium>=4.0",
+        "shapely>=2.0",
+        "matplotlib>=3.8",
     ],
     extras_require={
-        "osm": ["osmium>=4.0", "shapely>=2.0", "matplotlib>=3.8"],
-        "test": [
-            "pytest>=8",
-            "hypothesis>=6.100",
-            "scipy>=1.11",
-            "ruff>=0.6",
-            "osmium>=4.0",
-            "shapely>=2.0",
-            "matplotlib>=3.8",
-        ],
+        "pitts": ["scipy>=1.11"],  # Pitts250k's .mat coordinate files
+        "test": ["pytest>=8", "hypothesis>=6.100", "scipy>=1.11", "ruff>=0.6"],
     },
 )

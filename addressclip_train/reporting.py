@@ -7,9 +7,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .training import LOSS_PARTS
+from addressclip_train.trainer import LOSS_PARTS
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 METRIC_NAMES = {"ssa@1": "SSA-1", "ssa@5": "SSA-5", "sa@1": "SA-1", "sa@5": "SA-5"}
 
@@ -81,8 +85,14 @@ def write_model_card(
     model_id: str = "AddressCLIP",
     attribution: str | None = None,
     limitations: str = "",
+    license: str | None = None,
+    dataset_hub_id: str | None = None,
 ) -> ModelCard:
-    """Write ``README.md`` with eval results (``eval_ssa@1`` ...), the recipe and the data attribution."""
+    """Write ``README.md`` with eval results (``eval_ssa@1`` ...), the recipe and the data attribution.
+
+    ``license`` is the training data's (default: ODbL with an OpenStreetMap ``attribution``, else Apache-2.0,
+    the code's); ``dataset_hub_id`` goes into the card's ``datasets:`` metadata only when the data is on the Hub.
+    """
     results = [(METRIC_NAMES.get(k[5:], k[5:]), float(v)) for k, v in metrics.items() if k[5:] in METRIC_NAMES]
     eval_results = [
         EvalResult(
@@ -100,9 +110,9 @@ def write_model_card(
     data = ModelCardData(
         library_name="transformers",
         pipeline_tag="zero-shot-image-classification",
-        license="odbl" if attribution else "apache-2.0",
+        license=license or ("odbl" if attribution else "apache-2.0"),
         tags=["addressclip", "image-address-localization", "clip"],
-        datasets=[dataset],
+        datasets=[dataset_hub_id] if dataset_hub_id else None,
         model_name=model_id,
         eval_results=eval_results or None,
     )
@@ -124,11 +134,6 @@ def write_model_card(
 
 def plot_training_curves(log_history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
     """Plot the three loss parts per step and SSA/SA per evaluation into one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for name in (*LOSS_PARTS, "loss"):
         points = [(log["step"], log[name]) for log in log_history if name in log and "step" in log]

@@ -1,6 +1,6 @@
 """The pieces of one ``train.py`` run: its arguments, data, model, and what it leaves behind.
 
-``train.py`` only wires these together, so each piece is importable and tested on its own.
+``addressclip_train.train`` only wires these together, so each piece is importable and tested on its own.
 """
 
 from __future__ import annotations
@@ -14,12 +14,45 @@ import datasets
 import torch
 from transformers import AutoModel, AutoProcessor, CLIPProcessor
 
-from .configuration_addressclip import DEFAULT_ADDRESS_TEMPLATE, AddressCLIPConfig
-from .data import caption_text
-from .modeling_addressclip import AddressCLIPModel
-from .tokenizer import build_clip_processor, sync_text_config_with_tokenizer
+from modeling_addressclip.configuration_addressclip import DEFAULT_ADDRESS_TEMPLATE, AddressCLIPConfig
+from modeling_addressclip.data import caption_text
+from modeling_addressclip.modeling_addressclip import AddressCLIPModel
+from modeling_addressclip.tokenizer import build_clip_processor, sync_text_config_with_tokenizer
 
-DEMO_NAME = "addressclip/demo-city-helsinki"
+DEMO_NAME = "demo city (central Helsinki, rendered from OpenStreetMap)"
+
+
+@dataclass(frozen=True)
+class DatasetTerms:
+    """What a model card must carry over from its training data: a name, the license, an attribution."""
+
+    name: str
+    hub_id: str | None = None
+    license: str | None = None
+    attribution: str | None = None
+
+
+def dataset_terms(args: DataArguments) -> DatasetTerms:
+    """Name, Hub id (None for a local directory), license and attribution of the training data, from its card."""
+    from huggingface_hub import DatasetCard
+
+    from dataset_scripts.osm import OSM_ATTRIBUTION
+
+    if args.dataset_name is None:
+        return DatasetTerms(DEMO_NAME, None, "odbl", OSM_ATTRIBUTION)
+    path = Path(args.dataset_name)
+    local = path.exists()
+    try:
+        card = DatasetCard.load(path / "README.md" if local else args.dataset_name, repo_type="dataset")
+    except Exception:  # noqa: BLE001 - no card (or offline): nothing to carry over
+        return DatasetTerms(path.name if local else args.dataset_name, None if local else args.dataset_name)
+    osm = "openstreetmap" in card.text.casefold()
+    return DatasetTerms(
+        card.data.get("pretty_name") or (path.name if local else args.dataset_name),
+        None if local else args.dataset_name,
+        card.data.get("license"),
+        OSM_ATTRIBUTION if osm else None,
+    )
 
 
 @dataclass
@@ -230,7 +263,9 @@ def recipe_of(model_args: ModelArguments, training_args) -> dict:
 __all__ = [
     "DataArguments",
     "ModelArguments",
+    "DatasetTerms",
     "build_model",
+    "dataset_terms",
     "freeze",
     "load_splits",
     "recipe_of",

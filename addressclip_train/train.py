@@ -1,11 +1,14 @@
-"""Train AddressCLIP (ECCV 2024) with the Hugging Face Trainer; ``accelerate launch train.py`` for several processes.
+"""Train AddressCLIP (ECCV 2024) with the Hugging Face Trainer; ``accelerate launch`` for several processes.
 
-    python train.py                                   # the demo city, a small CLIP from scratch, on CPU
-    python train.py configs/pitts_ial.json            # the paper's recipe (ViT-B/16) on Pitts-IAL
-    accelerate launch --multi_gpu --num_processes 2 train.py configs/demo.json --max_steps 20
+    addressclip train                                  # the demo city, a small CLIP from scratch, on CPU
+    addressclip train --config pitts_ial               # a shipped recipe: the paper's ViT-B/16 on Pitts-IAL
+    addressclip train my_recipe.json --max_steps 20    # a JSON recipe of your own, flags override it
+    accelerate launch --multi_gpu --num_processes 2 train.py demo --max_steps 20
 
-Arguments: ``ModelArguments`` and ``DataArguments`` (modeling_addressclip/run.py) and transformers'
-``TrainingArguments``; a JSON file given first supplies defaults that later flags override.
+``python train.py ...`` in a checkout is the same command. Arguments: ``ModelArguments`` and
+``DataArguments`` (``addressclip_train/run.py``) and transformers' ``TrainingArguments``; a recipe (a JSON
+file, or the name of a shipped one: demo, tiny, pitts_ial, sf_ial_base, sf_ial_large) given first or
+with ``--config`` supplies defaults that later flags override.
 """
 
 from __future__ import annotations
@@ -17,23 +20,67 @@ from pathlib import Path
 import torch
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
-from modeling_addressclip.checkpoints import last_complete_checkpoint
-from modeling_addressclip.data import AddressCLIPCollator
-from modeling_addressclip.reporting import plot_training_curves, write_model_card
-from modeling_addressclip.run import DataArguments, ModelArguments, build_model, load_splits, recipe_of, run_summary
-from modeling_addressclip.training import AddressCLIPTrainer, address_column, unique_addresses
+from addressclip_train.checkpoints import last_complete_checkpoint
+from addressclip_train.reporting import plot_training_curves, write_model_card
+from addressclip_train.run import (
+    DataArguments,
+    ModelArguments,
+    build_model,
+    dataset_terms,
+    load_splits,
+    recipe_of,
+    run_summary,
+)
+from addressclip_train.trainer import AddressCLIPTrainer, address_column, unique_addresses
+from modeling_addressclip.data import AddressCLIPCollator, undecoded_images
+from modeling_addressclip.image_utils import image_pixels
 
-DEFAULT_CONFIG = Path(__file__).with_name("configs") / "demo.json"
+CONFIG_DIR = Path(__file__).with_name("configs")
+DEFAULT_RECIPE = "demo"
 FORCED = {"label_names": ["utm"], "remove_unused_columns": False}
 
 
+def shipped_recipes() -> list[str]:
+    """Names of the recipes shipped with the package (``addressclip_train/configs/*.json``)."""
+    return sorted(path.stem for path in CONFIG_DIR.glob("*.json"))
+
+
+def resolve_recipe(name: str) -> Path:
+    """A recipe file: ``name`` itself if it is a file, else the shipped recipe of that name (``pitts_ial``,
+    ``pitts_ial.json`` or ``configs/pitts_ial.json``)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = CONFIG_DIR / f"{path.name.removesuffix('.json')}.json"
+    if shipped.is_file():
+        return shipped
+    raise SystemExit(
+        f"recipe {name!r}: no such file, and no shipped recipe has that name ({', '.join(shipped_recipes())})"
+    )
+
+
+def _split_recipe(argv: list[str]) -> tuple[Path, list[str]]:
+    """(recipe file, the remaining flags) from ``[RECIPE] [--config RECIPE] flags...``."""
+    rest, recipe = [], None
+    iterator = iter(argv)
+    for arg in iterator:
+        if arg == "--config":
+            recipe = next(iterator, None)
+            if recipe is None:
+                raise SystemExit("--config needs a recipe name or a JSON file")
+        elif arg.startswith("--config="):
+            recipe = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    if recipe is None and rest and not rest[0].startswith("-"):
+        recipe = rest.pop(0)
+    return resolve_recipe(recipe or DEFAULT_RECIPE), rest
+
+
 def parse_args(argv: list[str] | None = None):
-    """(model, data, training) arguments from an optional leading JSON file plus command-line flags."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0].startswith("-"):
-        argv.insert(0, str(DEFAULT_CONFIG))
-    defaults = json.loads(Path(argv[0]).read_text()) if argv[0].endswith(".json") else {}
-    rest = argv[1:] if argv[0].endswith(".json") else argv
+    """(model, data, training) arguments from a recipe (a JSON file or a shipped name) plus command-line flags."""
+    recipe, rest = _split_recipe(list(sys.argv[1:] if argv is None else argv))
+    defaults = json.loads(recipe.read_text())
     defaults.setdefault("use_cpu", not torch.cuda.is_available())  # else accelerate forms no gloo group on CPU
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
     parser.set_defaults(**{**defaults, **FORCED})
@@ -46,7 +93,8 @@ def parse_args(argv: list[str] | None = None):
 def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parse_args(argv)
     with training_args.main_process_first(desc="dataset"):
-        splits, dataset_name = load_splits(data_args)
+        splits, _ = load_splits(data_args)
+    terms = dataset_terms(data_args)  # license and attribution for the card, read before any training
     bank = unique_addresses(address_column(splits["train"]), address_column(splits["database"]))
     set_seed(training_args.seed)  # before the weights are initialized: torch starts from a random seed
     model, processor = build_model(model_args, splits["train"].select_columns(["address", "caption"]))
@@ -68,26 +116,25 @@ def main(argv: list[str] | None = None) -> dict:
     trainer.save_metrics("eval", metrics)
     model.set_address_bank(bank, processor)  # the bank of the final weights, saved with them
     trainer.save_model(training_args.output_dir)
-    return finish(trainer, metrics, dataset_name, model_args, data_args, splits["query"])
+    return finish(trainer, metrics, terms, model_args, splits["query"])
 
 
-def finish(trainer, metrics, dataset_name, model_args, data_args, query) -> dict:
+def finish(trainer, metrics, terms, model_args, query) -> dict:
     """Model card, training curves, optional push, and the printed summary (main process only)."""
     args = trainer.args
     if not trainer.is_world_process_zero():
         return metrics
-    demo = data_args.dataset_name is None
-    from dataset_scripts.osm import OSM_ATTRIBUTION
-
     plot_training_curves(trainer.state.log_history, Path(args.output_dir) / "training_curves.png")
     write_model_card(
         args.output_dir,
         metrics,
-        dataset_name,
+        terms.name,
         recipe_of(model_args, args),
         bank_size=len(trainer.bank_addresses),
         model_id=args.hub_model_id or Path(args.output_dir).name,
-        attribution=OSM_ATTRIBUTION if demo else None,
+        attribution=terms.attribution,
+        license=terms.license,
+        dataset_hub_id=terms.hub_id,
     )
     example = example_localization(trainer, query)
     print(run_summary(metrics, args.output_dir, example))
@@ -98,10 +145,10 @@ def finish(trainer, metrics, dataset_name, model_args, data_args, query) -> dict
 
 def example_localization(trainer, query) -> dict:
     """Top-3 addresses for the first query image, for the summary."""
-    row = next(iter(query))
+    row = next(iter(undecoded_images(query)))
     model = trainer.accelerator.unwrap_model(trainer.model).eval()
-    pixel_values = trainer.processing_class(images=[row["image"].convert("RGB")], return_tensors="pt")["pixel_values"]
-    scores, indices = model.localize(pixel_values.to(model.device), top_k=3)
+    pixel_values = image_pixels(trainer.processing_class, [row["image"]], "query row")
+    scores, indices = model.localize(pixel_values, top_k=3)
     predictions = [(model.address_bank[i], s) for i, s in zip(indices[0].tolist(), scores[0].tolist())]
     return {"reference": row["address"], "predictions": predictions}
 

@@ -1,4 +1,4 @@
-"""Training support for ``train.py``: a Trainer that logs the three loss parts and evaluates SSA/SA.
+"""Training support for ``addressclip_train.train``: a Trainer that logs the three loss parts and evaluates SSA/SA.
 
 Evaluation follows the paper (§6.1): the address bank is every address of train ∪ database,
 each query image is ranked against it, and ``address_accuracy`` scores the top-k lists. Under
@@ -22,8 +22,9 @@ from torch.utils.data import DataLoader
 from transformers import Trainer
 from transformers.utils import logging
 
-from .data import AddressCLIPCollator, decode_image, undecoded_images
-from .metrics.address_accuracy.address_accuracy import address_accuracy
+from modeling_addressclip.data import AddressCLIPCollator, undecoded_images
+from modeling_addressclip.image_utils import image_pixels
+from modeling_addressclip.metrics.address_accuracy.address_accuracy import address_accuracy
 
 logger = logging.get_logger(__name__)
 LOSS_PARTS = ("loss_address", "loss_caption", "loss_geography")
@@ -47,14 +48,14 @@ def keep_freed_memory() -> bool:
 
 @dataclass
 class QueryCollator:
-    """Query rows -> ``pixel_values`` and ``reference`` (an index into ``address_ids``)."""
+    """Query rows -> ``pixel_values`` (the one image policy, as in training and the pipeline) and
+    ``reference`` (an index into ``address_ids``)."""
 
     processor: Any
     address_ids: dict[str, int]
 
     def __call__(self, rows: Sequence[dict]) -> dict[str, torch.Tensor]:
-        images = [decode_image(row["image"], f"query row {i}") for i, row in enumerate(rows)]
-        pixel_values = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
+        pixel_values = image_pixels(self.processor, [row["image"] for row in rows], "query row")
         return {"pixel_values": pixel_values, "reference": torch.tensor([self.address_ids[r["address"]] for r in rows])}
 
 
@@ -107,8 +108,9 @@ class AddressCLIPTrainer(Trainer):
     """``Trainer`` whose evaluation is address localization against a bank of ``bank_addresses``.
 
     It also logs the mean of each loss part (Eq. 1, 2, 5) over the steps since the last log. With an
-    ``AddressCLIPCollator`` the train split's images reach the collator undecoded, which decodes JPEGs
-    only down to the model's input size (``data.decode_image``); on CPU, freed memory stays in the
+    ``AddressCLIPCollator`` the train split's images reach the collator undecoded, and the query split's
+    reach evaluation undecoded, so both decode through the one image policy (``image_utils.load_image``,
+    JPEGs only down to the model's input size) exactly as the pipeline does; on CPU, freed memory stays in the
     process (:func:`keep_freed_memory`).
     """
 
@@ -164,7 +166,7 @@ class AddressCLIPTrainer(Trainer):
         names = unique_addresses(self.bank_addresses, address_column(dataset))
         collator = QueryCollator(self.processing_class, {a: i for i, a in enumerate(names)})
         loader = DataLoader(
-            dataset,
+            undecoded_images(dataset),
             batch_size=self.args.per_device_eval_batch_size,
             collate_fn=collator,
             num_workers=self.args.dataloader_num_workers,

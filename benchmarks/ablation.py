@@ -1,8 +1,8 @@
 """Ablation of AddressCLIP's losses on the demo city, like the paper's Tab. 3.
 
-    python benchmarks/ablation.py                       # 4 variants x 3 seeds with configs/demo.json
-    python benchmarks/ablation.py --tiny                # a seconds-long smoke run (CI)
-    python benchmarks/ablation.py -- --num_train_epochs 3 --eval_strategy no --save_strategy no
+    python -m benchmarks.ablation                       # 4 variants x 3 seeds with configs/demo.json
+    python -m benchmarks.ablation --tiny                # a seconds-long smoke run (CI)
+    python -m benchmarks.ablation -- --num_train_epochs 3 --eval_strategy no --save_strategy no
                                                         # the reduced schedule of benchmarks/README.md (~35 min)
 
 Each variant trains from the same configuration with only the loss weights (alpha, beta, gamma) changed
@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import train  # noqa: E402
+from addressclip_train import train
 
 VARIANTS = {  # name: (alpha, beta, gamma) of Eq. 6
     "L_address": (1.0, 0.0, 0.0),
@@ -34,7 +30,7 @@ METRICS = ("eval_ssa@1", "eval_ssa@5", "eval_sa@1", "eval_sa@5")
 def run_variant(weights: tuple[float, float, float], seed: int, output: Path, config: str, extra: list[str]) -> dict:
     alpha, beta, gamma = weights
     argv = [
-        str(ROOT / "configs" / config),
+        str(train.resolve_recipe(config)),
         "--output_dir",
         str(output),
         "--seed",

@@ -1,7 +1,7 @@
 """IAL builder throughput and memory: build 10k and 100k synthetic SF-XL rows, each in its own process.
 
-    python benchmarks/build_throughput.py            # 10,000 and 100,000 rows
-    python benchmarks/build_throughput.py --tiny     # 500 and 2,000 rows (CI, < 60 s)
+    python -m benchmarks.build_throughput            # 10,000 and 100,000 rows
+    python -m benchmarks.build_throughput --tiny     # 500 and 2,000 rows (CI, < 60 s)
 
 Each size gets a raw tree in the SF-XL ``processed/`` layout (tiny @-named JPEGs, 12 per
 panorama, release annotation JSONs); a fresh subprocess runs ``sf_ial.build_sf_ial`` on it
@@ -25,9 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from dataset_scripts.vg_names import VGName, format_vg_name  # noqa: E402
+from dataset_scripts.vg_names import VGName, format_vg_name
 
 SF_IAL_LARGE_IMAGES = 1_960_000
 VIEWS = 12
@@ -88,7 +86,8 @@ def measure(rows: int, workdir: Path) -> dict:
     """Make the raw tree, then build it in a fresh interpreter; that process's numbers."""
     directory = workdir / f"rows{rows}"
     root, annotations = make_raw_tree(directory, rows)
-    command = [sys.executable, __file__, "--child", str(root), str(annotations), str(directory / "out")]
+    command = [sys.executable, "-m", "benchmarks.build_throughput", "--child", str(root), str(annotations)]
+    command.append(str(directory / "out"))  # the fresh interpreter starts in this one's directory (the root)
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"build of {rows} rows failed:\n{done.stderr[-3000:]}")

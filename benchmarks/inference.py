@@ -1,16 +1,17 @@
 """Inference cost of AddressCLIP's address bank vs zero-shot re-encoding of the candidate addresses.
 
-    python benchmarks/inference.py                       # random model, demo-size architecture (configs/demo.json)
-    python benchmarks/inference.py --model outputs/demo  # a trained model directory
-    python benchmarks/inference.py --tiny                # CI: tiny model, N = 16/64/256, < 60 s
+    python -m benchmarks.inference                       # random model, demo-size architecture (configs/demo.json)
+    python -m benchmarks.inference --model outputs/demo  # a trained model directory
+    python -m benchmarks.inference --tiny                # CI: tiny model, N = 16/64/256, < 60 s
 
 For N candidate addresses (128 as in the demo city, 3,616 as SF-IAL-Large's train addresses,
 30,000 synthesized ones) it times, per image at batch 1:
 
 * the bank path, ``model.localize``: one image encode + one (1, D) x (D, N) product + top-k;
 * the zero-shot path that ``pipeline("zero-shot-image-classification")`` takes: one image encode
-  plus tokenizing and encoding all N prompts again for every image. For large N only the first
-  ``--text-batches`` text batches are timed and the rest is extrapolated linearly (said in the output).
+  (``model.embed_images``) plus tokenizing and encoding all N prompts again for every image
+  (``model.embed_addresses``). For large N only the first ``--text-batches`` text batches are timed
+  and the rest is extrapolated linearly (said in the output).
 
 Goals: a >= 500x speed-up of the bank path at N = 3,616, and bank search (product + top-k only)
 <= 5% of one image encode at N = 30,000 (judged at batch 1, and also per image when 32 images share
@@ -22,44 +23,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from transformers import AutoProcessor
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from modeling_addressclip import AddressCLIPModel  # noqa: E402
-from modeling_addressclip.run import ModelArguments, build_model  # noqa: E402
+from addressclip_train.run import ModelArguments, build_model
+from addressclip_train.train import resolve_recipe
+from fixtures.synthetic import candidates, synthetic_addresses
+from modeling_addressclip import AddressCLIPModel
+from modeling_addressclip.image_utils import image_pixels
 
 SIZES = (128, 3_616, 30_000)
 TINY_SIZES = (16, 64, 256)
 SPEEDUP_GOAL, SEARCH_GOAL = 500.0, 0.05
 TOP_K = 5
 BATCH = 32
-
-
-def synthetic_addresses(count: int, start: int = 0) -> list[str]:
-    """Distinct address strings like "Street 123 between Street 7 and Street 9, Hood 4"."""
-    out = []
-    for i in range(start, start + count):
-        main, a, b, hood = i % 997, (i // 997) % 50, (i // 997) % 50 + 50, i % 40
-        out.append(f"Street {main} between Street {a} and Street {b}, Hood {hood}")
-    return out
-
-
-def candidates(own: list[str], count: int) -> list[str]:
-    """``own`` addresses first (a trained model's bank: real token lengths), then synthesized ones up to ``count``."""
-    own = own[:count]
-    seen = set(own)
-    extra = [a for a in synthetic_addresses(count + len(own)) if a not in seen]
-    return own + extra[: count - len(own)]
 
 
 def random_model(config_path: Path):
@@ -74,16 +56,16 @@ def random_model(config_path: Path):
 def load(args: argparse.Namespace):
     if args.model is not None:
         return AddressCLIPModel.from_pretrained(args.model).eval(), AutoProcessor.from_pretrained(args.model)
-    config = ROOT / "configs" / ("tiny.json" if args.tiny else "demo.json")
+    config = resolve_recipe("tiny" if args.tiny else "demo")
     model, processor = random_model(config)
     return model.eval(), processor
 
 
 def images(processor, count: int, seed: int = 0) -> torch.Tensor:
-    """``count`` random RGB images through the model's image processor."""
+    """``count`` random RGB images as the model's ``pixel_values`` (the package's image policy)."""
     rng = np.random.default_rng(seed)
     pics = [Image.fromarray(rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)) for _ in range(count)]
-    return processor.image_processor(pics, return_tensors="pt")["pixel_values"]
+    return image_pixels(processor, pics)
 
 
 def measure_ms(fn, repeats: int) -> float:
@@ -99,16 +81,13 @@ def measure_ms(fn, repeats: int) -> float:
 
 @torch.no_grad()
 def encode_image(model, pixel_values: torch.Tensor) -> torch.Tensor:
-    return F.normalize(model.get_image_features(pixel_values=pixel_values).pooler_output, dim=-1)
+    """The image encode of both paths (the one ``localize`` runs): normalized embeddings."""
+    return model.embed_images(pixel_values)
 
 
-@torch.no_grad()
 def encode_texts(model, processor, texts: list[str]) -> torch.Tensor:
     """What the zero-shot path does per image and text batch: tokenize the prompts, run the text encoder."""
-    prompts = [model.config.format_address_prompt(t) for t in texts]
-    tokens = processor.tokenizer(prompts, padding=True, truncation=True, return_tensors="pt")
-    features = model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
-    return F.normalize(features.pooler_output, dim=-1)
+    return model.embed_addresses(texts, processor, batch_size=len(texts))
 
 
 def zero_shot_ms(model, processor, pixel: torch.Tensor, texts: list[str], args) -> tuple[float, bool]:
@@ -272,6 +251,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--text-batch-size", type=int, default=256, help="zero-shot path: prompts per text batch")
     parser.add_argument("--text-batches", type=int, default=4, help="zero-shot path: text batches timed per N")
     parser.add_argument("--tiny", action="store_true", help="CI: tiny model, N = 16/64/256, 2 repetitions")
+    parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON to this file")
     args = parser.parse_args(argv)
     if args.tiny:
         args.sizes = args.sizes or list(TINY_SIZES)
@@ -303,6 +283,8 @@ def main(argv: list[str] | None = None) -> dict:
     smallest["pipeline_ms"] = pipeline_ms(model, processor, candidates(own, smallest["n"]), args)
     result["table"] = format_report(result)
     print(result["table"])
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
     return result
 
 

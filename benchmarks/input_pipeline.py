@@ -1,8 +1,8 @@
 """Input pipeline vs training step: samples/s that DataLoader + AddressCLIPCollator deliver vs what a step consumes.
 
-    python benchmarks/input_pipeline.py                        # demo rows and 480x640 JPEG rows, workers 0/1/2
-    python benchmarks/input_pipeline.py --workers 0 1 --batches 40
-    python benchmarks/input_pipeline.py --tiny --dataset DIR   # CI: tiny model, a small demo build, seconds
+    python -m benchmarks.input_pipeline                        # demo rows and 480x640 JPEG rows, workers 0/1/2
+    python -m benchmarks.input_pipeline --workers 0 1 --batches 40
+    python -m benchmarks.input_pipeline --tiny --dataset DIR   # CI: tiny model, a small demo build, seconds
 
 Sources: (a) the demo city's train rows, built by ``load_splits`` as ``train.py`` builds them, stored at
 the config's ``demo_image_size`` (else its training ``image_size``); (b) synthetic 480x640 JPEG rows
@@ -14,7 +14,7 @@ full, the collator gets PIL images); ``draft decode`` is what ``train.py`` does
 (``undecoded_images``: the collator decodes JPEGs with ``Image.draft`` at the model's size), each
 with N DataLoader worker processes (prefetch 2 each, as the Trainer's defaults). For each: samples/s delivered (batches
 after the first ``2 x workers + 1``), the samples/s a training step consumes
-(``benchmarks/train_throughput.py``'s AddressCLIP step on a fixed batch), their ratio, and the
+(``benchmarks.train_throughput``'s AddressCLIP step on a fixed batch), their ratio, and the
 end-to-end samples/s of loading + training together (the worker shares the CPU with the step).
 
 Goal: delivered >= 2x consumed with the default settings (draft decode, the config's
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -36,21 +36,12 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.inference import synthetic_addresses  # noqa: E402
-from benchmarks.train_throughput import (  # noqa: E402
-    CAPTIONS,
-    build_setup,
-    config_json,
-    step_fn,
-    time_interleaved,
-    train_step,
-)
-from dataset_scripts.schema import IAL_FEATURES  # noqa: E402
-from modeling_addressclip.data import undecoded_images  # noqa: E402
-from modeling_addressclip.run import DataArguments, load_splits  # noqa: E402
+from addressclip_train.run import DataArguments, load_splits
+from benchmarks.train_throughput import step_fn, time_interleaved, train_step
+from dataset_scripts.schema import IAL_FEATURES
+from fixtures.synthetic import CAPTIONS, synthetic_addresses
+from fixtures.train_step import build_setup, config_json
+from modeling_addressclip.data import undecoded_images
 
 GOAL = 2.0
 PHOTO = (480, 640)  # height, width
@@ -200,6 +191,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-addresses", type=int, default=20, help="demo city: build only N addresses")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--tiny", action="store_true", help="CI: tiny config, batch 8, workers 0 1, 3 batches")
+    parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON to this file")
     args = parser.parse_args(argv)
     if args.tiny:
         args.config, args.batches, args.workers = "tiny", min(args.batches, 3), [0, 1]
@@ -236,6 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     result["table"] = format_report(result)
     print(result["table"])
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
     return result
 
 

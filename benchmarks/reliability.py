@@ -1,22 +1,22 @@
 """Reliability in one table: awkward images, malformed rows, kill -9 during training, fuzzed properties.
 
-    python benchmarks/reliability.py                                 # 2 kills, 1,000 examples per property
-    python benchmarks/reliability.py --kills 5 --examples 5000 --workdir /tmp/rel   # reuses the reference run
-    python benchmarks/reliability.py --tiny --kills 0                # CI: 10 examples per property, no training
+    python -m benchmarks.reliability                                 # 2 kills, 1,000 examples per property
+    python -m benchmarks.reliability --kills 5 --examples 5000 --workdir /tmp/rel   # reuses the reference run
+    python -m benchmarks.reliability --tiny --kills 0                # CI: 10 examples per property, no training
 
 Each row is one suite, with the cases tried and the failures among them:
 
-* bad images: ``tests/bad_inputs.IMAGE_CASES`` (truncated, empty, non-image and missing files, a decompression
+* bad images: ``fixtures/bad_inputs.IMAGE_CASES`` (truncated, empty, non-image and missing files, a decompression
   bomb, a non-image input; CMYK, 16-bit, palette, RGBA, grayscale, 1-pixel and EXIF-rotated files) through
   the localization pipeline of a tiny random model. Failure: an unreadable input not refused with an
   ``ImageLoadError`` naming it, or a convertible one localized otherwise than its RGB equivalent.
-* bad rows: ``tests/bad_inputs.bad_rows()`` (every field missing, of a wrong type, non-finite, out of range,
+* bad rows: ``fixtures/bad_inputs.bad_rows()`` (every field missing, of a wrong type, non-finite, out of range,
   unparseable or inconsistent; extra keys; non-mappings) through ``schema.validate_row``. Failure: a row
   accepted, or refused with anything but a ``ValueError`` naming the row and the field.
-* kills survived: ``kill_resume.kill_and_resume`` once per seed (``--seed``, ``--seed + 1``, ...), one
+* kills survived: ``fixtures/kill_resume.kill_and_resume`` once per seed (``--seed``, ``--seed + 1``, ...), one
   SIGKILL per run at a seeded point (in a training step or mid-write of a checkpoint file), then train.py
   reruns and resumes. Survived: final weights within 1e-6 of the uninterrupted run's and equal metrics.
-* fuzz examples run: every property of ``tests/test_properties.py`` with ``--examples`` hypothesis examples
+* fuzz examples run: every property of ``fixtures/properties.py`` with ``--examples`` hypothesis examples
   (seeded). A failure is a falsified property: hypothesis stops at its first failing case and shrinks it.
 
 The script exits with status 1 when any suite has a failure; the failures are listed under the table.
@@ -25,34 +25,19 @@ The script exits with status 1 when any suite has a failure; the failures are li
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path += [str(ROOT / "tests"), str(ROOT / "benchmarks")]  # bad_inputs, test_properties; kill_resume
-
-import bad_inputs  # noqa: E402
+from fixtures import bad_inputs
+from fixtures.suites import Suite, format_table
 
 SURVIVAL_TOLERANCE = 1e-6
 DEFAULT_KILLS, DEFAULT_EXAMPLES, TINY_EXAMPLES = 2, 1_000, 10
-
-
-@dataclass
-class Suite:
-    """One row of the table: what was tried, what failed (one description each), how long it took."""
-
-    name: str
-    tried: int = 0
-    failures: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    note: str = ""
-    skipped: bool = False
 
 
 def _describe(err: BaseException, limit: int = 300) -> str:
@@ -106,7 +91,7 @@ def kills_suite(kills: int, seed: int, dataset: Path | None, workdir: Path | Non
     if kills <= 0:
         suite.skipped, suite.note = True, "skipped (--kills 0)"
         return suite
-    from kill_resume import kill_and_resume
+    from fixtures.kill_resume import kill_and_resume
 
     dataset = dataset or demo_dataset()
     diffs = []
@@ -130,7 +115,7 @@ def kills_suite(kills: int, seed: int, dataset: Path | None, workdir: Path | Non
 
 
 def fuzz_suite(examples: int, seed: int) -> Suite:
-    from test_properties import PROPERTIES
+    from fixtures.properties import PROPERTIES
 
     suite = Suite("fuzz examples run")
     for prop in PROPERTIES:
@@ -142,15 +127,6 @@ def fuzz_suite(examples: int, seed: int) -> Suite:
     return suite
 
 
-def format_table(suites: list[Suite]) -> str:
-    lines = ["| suite | cases tried | failures | seconds | note |", "|---|---|---|---|---|"]
-    for suite in suites:
-        tried, failed = ("-", "-") if suite.skipped else (f"{suite.tried:,}", str(len(suite.failures)))
-        lines.append(f"| {suite.name} | {tried} | {failed} | {suite.seconds:.2f} | {suite.note} |")
-    details = [f"- {suite.name}: {failure}" for suite in suites for failure in suite.failures]
-    return "\n".join(lines + (["", "failures:", *details] if details else []))
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help=f"CI: {TINY_EXAMPLES} fuzz examples per property, 1 kill")
@@ -159,6 +135,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="hypothesis seed and first kill seed")
     parser.add_argument("--dataset", type=Path, default=None, help="tiny demo city for the kills (default: built)")
     parser.add_argument("--workdir", type=Path, default=None, help="kill/resume runs (default: a temporary directory)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON to this file")
     args = parser.parse_args(argv)
     if args.kills is None:
         args.kills = 1 if args.tiny else DEFAULT_KILLS
@@ -183,10 +160,14 @@ def main(argv: list[str] | None = None) -> dict:
         suites.append(suite)
     table = format_table(suites)
     print(f"Reliability (seed {args.seed}, {args.examples:,} fuzz examples per property)\n\n{table}")
-    return {
+    result = {
         "table": table,
+        "examples": args.examples,
         "suites": {s.name: {"tried": s.tried, "failures": s.failures, "skipped": s.skipped} for s in suites},
     }
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return result
 
 
 if __name__ == "__main__":

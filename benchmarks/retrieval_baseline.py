@@ -1,13 +1,14 @@
 """The paper's "Image-GPS-Address" comparison (§6.5, Tab. 5/6): retrieval + reverse geocoding vs AddressCLIP.
 
-    python benchmarks/retrieval_baseline.py --model outputs/demo              # demo city, OSM geocoder
-    python benchmarks/retrieval_baseline.py --model DIR --dataset DATA_DIR --geocoder database
-    python benchmarks/retrieval_baseline.py --tiny                            # CI: tiny model, 6 addresses
+    python -m benchmarks.retrieval_baseline --model outputs/demo              # demo city, OSM geocoder
+    python -m benchmarks.retrieval_baseline --model DIR --dataset DATA_DIR --geocoder database
+    python -m benchmarks.retrieval_baseline --tiny                            # CI: tiny model, 6 addresses
 
 The baseline embeds the ``database`` split with the model's own image encoder, takes each query's
 nearest database images (cosine), reads off their UTM coordinates and reverse-geocodes them to
 addresses: with the OSM ``ReverseGeocoder`` of the demo city (``--geocoder osm``), or for other
-datasets with the address of the nearest labelled database image (``--geocoder database``). Its
+datasets with the address of the nearest labelled database image (``--geocoder database``,
+``fixtures.geocoding``). Its
 ranked list is the geocoded addresses of the nearest images, duplicates dropped; an image the
 geocoder cannot place keeps its rank as a prediction that is always wrong (and is counted).
 AddressCLIP ranks its saved address bank for the same queries. Printed: storage of the search
@@ -17,46 +18,25 @@ index (fp32), per-query latency at batch 1 and batched (measured in this run), a
 from __future__ import annotations
 
 import argparse
-import sys
+import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from transformers import AutoProcessor
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from dataset_scripts.osm import GeocodeResult  # noqa: E402
-from modeling_addressclip import Address, AddressCLIPModel  # noqa: E402
-from modeling_addressclip.metrics.address_accuracy.address_accuracy import address_accuracy  # noqa: E402
-from modeling_addressclip.run import DataArguments, load_splits  # noqa: E402
-from modeling_addressclip.training import QueryCollator, address_column, unique_addresses  # noqa: E402
+from addressclip_train.run import DataArguments, load_splits
+from addressclip_train.train import resolve_recipe
+from addressclip_train.trainer import QueryCollator, address_column, unique_addresses
+from fixtures.geocoding import MISS, DatabaseGeocoder, geocode_ranked
+from modeling_addressclip import Address, AddressCLIPModel
+from modeling_addressclip.metrics.address_accuracy.address_accuracy import address_accuracy
 
 TOP_K = (1, 5)
 IMAGES_PER_RANK = 4  # nearest images looked at per requested rank (duplicates are dropped)
-# What a geocoder miss predicts: parseable, and no dataset address has these names.
-MISS = Address("<no address>", ("<no address>",), "<no address>").format()
-
-
-class DatabaseGeocoder:
-    """Point -> address of the nearest labelled database image within ``max_distance_m`` (UTM metres)."""
-
-    def __init__(self, east, north, addresses, max_distance_m: float = 50.0) -> None:
-        self.points = np.column_stack([np.asarray(east, float), np.asarray(north, float)])
-        self.addresses = list(addresses)
-        self.max_distance_m = float(max_distance_m)
-
-    def from_utm(self, east: float, north: float) -> GeocodeResult:
-        distances = np.hypot(self.points[:, 0] - east, self.points[:, 1] - north)
-        best = int(distances.argmin())
-        if distances[best] > self.max_distance_m:
-            return GeocodeResult(None, float(distances[best]), f"no labelled image within {self.max_distance_m:g} m")
-        return GeocodeResult(Address.parse(self.addresses[best]), float(distances[best]), self.addresses[best])
 
 
 def make_geocoder(kind: str, database, max_distance_m: float):
@@ -86,6 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-queries", type=int, default=64, help="query images timed at batch 1")
     parser.add_argument("--demo-image-size", type=int, default=None, help="demo city: stored image size")
     parser.add_argument("--tiny", action="store_true", help="CI: train a tiny model on 6 demo addresses first")
+    parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON to this file")
     args = parser.parse_args(argv)
     if args.model is None and not args.tiny:
         parser.error("--model is required (or --tiny)")
@@ -95,9 +76,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def train_tiny(dataset: str | None, output: Path) -> Path:
     """A tiny model trained for a few steps with configs/tiny.json (its demo subset, or ``dataset``)."""
-    import train
+    from addressclip_train import train
 
-    argv = [str(ROOT / "configs" / "tiny.json"), "--output_dir", str(output)]
+    argv = [str(resolve_recipe("tiny.json")), "--output_dir", str(output)]
     train.main(argv + (["--dataset_name", str(dataset)] if dataset else []))
     return output
 
@@ -130,27 +111,12 @@ def pixel_batches(dataset, processor, batch_size: int) -> list[torch.Tensor]:
 @torch.no_grad()
 def encode_images(model, pixel_values: torch.Tensor) -> torch.Tensor:
     """L2-normalized image embeddings (the same encoder for queries and database)."""
-    return F.normalize(model.get_image_features(pixel_values=pixel_values).pooler_output, dim=-1)
+    return model.embed_images(pixel_values)
 
 
 def nearest_images(query: torch.Tensor, database: torch.Tensor, count: int) -> torch.Tensor:
     """Indices of the ``count`` most cosine-similar database images per query (the VPR retrieval step)."""
     return (query @ database.t()).topk(min(count, database.shape[0]), dim=-1).indices
-
-
-def geocode_ranked(neighbours: list[int], coordinates: np.ndarray, geocoder, cache: dict, depth: int) -> list[str]:
-    """The first ``depth`` distinct geocoded addresses of the nearest images; a miss keeps its rank as MISS."""
-    ranked: list[str] = []
-    for index in neighbours:
-        if index not in cache:
-            result = geocoder.from_utm(*coordinates[index])
-            cache[index] = result.address.format() if result.address is not None else MISS
-        text = cache[index]
-        if text == MISS or text not in ranked:
-            ranked.append(text)
-        if len(ranked) == depth:
-            break
-    return ranked + [MISS] * (depth - len(ranked))
 
 
 def coordinates_of(dataset) -> np.ndarray:
@@ -308,6 +274,8 @@ def main(argv: list[str] | None = None) -> dict:
         model_dir = args.model or train_tiny(args.dataset, Path(scratch) / "tiny-model")
         result = evaluate(args, model_dir)
     print(result["table"])
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
     return result
 
 

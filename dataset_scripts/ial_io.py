@@ -12,7 +12,6 @@ A row that cannot be used raises ``Reject(reason, detail)``; the builder reports
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import re
@@ -25,6 +24,7 @@ from typing import Any
 from PIL import Image
 
 from dataset_scripts.schema import SPLITS, encode_image
+from modeling_addressclip.image_utils import load_image
 
 __all__ = [
     "REASONS", "RELEASE_FILES", "TABLE_COLUMNS", "Annotation", "Reject", "find_release_files", "iter_annotations",
@@ -256,20 +256,18 @@ def resolve_key(root: str | os.PathLike, key: str) -> str:
 
 
 def _decode(data: bytes, image_size: int | None) -> bytes | None:
-    """Fully decode ``data`` (JPEG at reduced DCT scale: fast, still reads every byte); resize if asked."""
-    with Image.open(io.BytesIO(data)) as image:
-        width, height = image.size
-        if image_size is None:
-            image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
-            image.load()
-            return None
-        scale = image_size / min(width, height)
-        if scale < 1:
-            image.draft("RGB", (round(width * scale), round(height * scale)))
-        rgb = image.convert("RGB")
-        if scale < 1:
-            rgb = rgb.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BICUBIC)
-        return encode_image(rgb)["bytes"]
+    """Check that ``data`` reads under the package's one image policy (``image_utils.load_image``, a JPEG at
+    reduced DCT scale: fast, still reads every byte); with ``image_size``, return it as RGB re-encoded with
+    its shorter side resized down to ``image_size`` (the same pixels the pipeline would start from)."""
+    if image_size is None:
+        load_image(data, draft=1)
+        return None
+    rgb = load_image(data, draft=image_size)
+    width, height = rgb.size
+    scale = image_size / min(width, height)
+    if scale < 1:
+        rgb = rgb.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BICUBIC)
+    return encode_image(rgb)["bytes"]
 
 
 def read_image(path: str, key: str, image_size: int | None = None) -> dict:
@@ -283,6 +281,6 @@ def read_image(path: str, key: str, image_size: int | None = None) -> dict:
         raise Reject("image_unreadable", f"{key!r}: {err}") from None
     try:
         resized = _decode(data, image_size)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # ImageLoadError is a ValueError
         raise Reject("image_unreadable", f"{key!r}: {err}") from None
     return {"bytes": resized or data, "path": key}

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 
 from dataset_scripts.ial_builder import BuildOptions, DatasetInfo, add_common_arguments, build_ial, run_cli
 from dataset_scripts.ial_io import Annotation, Reject, iter_annotations
 from dataset_scripts.ial_places import Place, place_from_vg_name, prefer_table
 from dataset_scripts.ial_report import BuildReport
 from dataset_scripts.vg_names import is_vg_name
+from modeling_addressclip.optional import MissingDependencyError, require
 
 __all__ = ["PITTS_ZONE", "PittsIndex", "build_pitts_ial", "read_pitts_mat"]
 
@@ -85,8 +85,9 @@ def _utm(value, count: int, path: Path, field: str) -> np.ndarray:
 def read_pitts_mat(path: str | Path) -> dict[str, tuple[float, float]]:
     """``{path relative to the Pitts250k root: (east, north)}`` of one ``pitts250k_*.mat`` ``dbStruct``."""
     path = Path(path)
+    scipy_io = require("scipy", "reading Pitts250k .mat files").io
     try:
-        struct = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)["dbStruct"]
+        struct = scipy_io.loadmat(path, squeeze_me=True, struct_as_record=False)["dbStruct"]
     except KeyError:
         raise ValueError(f"{path}: no 'dbStruct' variable") from None
     missing = [f for f in DB_FIELDS if not hasattr(struct, f)]
@@ -155,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_common_arguments(parser)
     args = parser.parse_args(argv)
+    if any(Path(args.pitts_root, "datasets").glob("*.mat")):  # checked before any work starts
+        try:
+            require("scipy", "reading Pitts250k .mat files")
+        except MissingDependencyError as err:
+            raise SystemExit(f"pitts_ial: {err}") from None
     return run_cli(args, lambda options: build_pitts_ial(args.pitts_root, args.annotations, args.output, options))
 
 

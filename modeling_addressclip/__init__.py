@@ -6,6 +6,8 @@ Importing this package registers ``"addressclip"`` with ``AutoConfig``, ``AutoMo
 It also registers the ``"image-address-localization"`` pipeline task. A saved directory names the task
 in its config (``custom_pipelines``), so ``pipeline(model=dir, trust_remote_code=True)`` works anywhere;
 without remote code pass ``pipeline_class=ImageAddressLocalizationPipeline``.
+
+This package is the Hub model library: it never imports ``dataset_scripts`` or ``addressclip_train``.
 """
 
 from transformers import AutoConfig, AutoModel, AutoModelForZeroShotImageClassification
@@ -15,10 +17,11 @@ from .address import Address, parse_address
 from .configuration_addressclip import AddressCLIPConfig
 from .data import AddressCLIPCollator, caption_text
 from .geo import latlon_to_utm, utm_to_latlon, utm_zone_for
+from .image_utils import ImageLoadError, image_pixels, load_image
 from .losses import gather_with_grad, geography_matching_loss, image_text_contrastive_loss
 from .modeling_addressclip import AddressCLIPModel, AddressCLIPOutput
 from .pipeline_addressclip import TASK as PIPELINE_TASK
-from .pipeline_addressclip import ImageAddressLocalizationPipeline, ImageLoadError, load_image
+from .pipeline_addressclip import ImageAddressLocalizationPipeline
 from .tokenizer import build_clip_processor, build_clip_tokenizer, sync_text_config_with_tokenizer
 
 AutoConfig.register(AddressCLIPConfig.model_type, AddressCLIPConfig, exist_ok=True)
@@ -44,6 +47,7 @@ __all__ = [
     "caption_text",
     "gather_with_grad",
     "geography_matching_loss",
+    "image_pixels",
     "image_text_contrastive_loss",
     "latlon_to_utm",
     "load_image",

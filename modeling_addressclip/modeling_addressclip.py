@@ -31,6 +31,7 @@ HUB_FILES = (
     "modeling_addressclip.py",
     "losses.py",
     "address.py",
+    "image_utils.py",
     "pipeline_addressclip.py",
 )
 AUTO_CLASSES = ("AutoModel", "AutoModelForZeroShotImageClassification")
@@ -240,9 +241,32 @@ class AddressCLIPModel(CLIPModel):
         """The candidate addresses, in the row order of ``address_bank_embeds`` (empty if none is set)."""
         return list(self.config.address_bank or [])
 
+    # ----------------------------------------------------------------------------- the one encode path
+    def embed_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """L2-normalized image embeddings ``(batch, projection_dim)`` of processed ``pixel_values``."""
+        pixel_values = pixel_values.to(device=self.logit_scale.device, dtype=self.dtype)
+        return F.normalize(self.get_image_features(pixel_values=pixel_values).pooler_output, dim=-1)
+
+    @torch.no_grad()
+    def embed_addresses(self, addresses: list[str], processor, batch_size: int = 256) -> torch.Tensor:
+        """L2-normalized float embeddings ``(N, projection_dim)`` of address texts in ``config.address_template``.
+
+        Any text works here (a street or neighborhood name too); ``processor`` is the model's processor
+        or its tokenizer.
+        """
+        tokenizer = getattr(processor, "tokenizer", processor)
+        prompts = [self.config.format_address_prompt(str(a)) for a in addresses]
+        device = self.logit_scale.device
+        chunks = [torch.zeros(0, self.config.projection_dim, device=device)]
+        for start in range(0, len(prompts), batch_size):
+            tokens = tokenizer(prompts[start : start + batch_size], padding=True, truncation=True, return_tensors="pt")
+            embeds, _ = self._encode_text(tokens["input_ids"].to(device), tokens["attention_mask"].to(device))
+            chunks.append(embeds.float())
+        return torch.cat(chunks).contiguous()
+
     @torch.no_grad()
     def set_address_bank(self, addresses: list[str], processor, batch_size: int = 256) -> None:
-        """Encode every candidate address once (template-wrapped, normalized) and keep it as a saved buffer."""
+        """Encode every candidate address once (:meth:`embed_addresses`) and keep it as a saved buffer."""
         addresses = [str(a) for a in addresses]
         if not addresses:
             raise ValueError("the address bank needs at least one address")
@@ -253,13 +277,8 @@ class AddressCLIPModel(CLIPModel):
                 raise ValueError(f"address bank repeats {text!r} at positions {seen[text]} and {index}")
             seen[text] = index
         tokenizer = getattr(processor, "tokenizer", processor)
-        prompts = [self.config.format_address_prompt(a) for a in addresses]
-        device = self.logit_scale.device
-        chunks = []
-        for start in range(0, len(prompts), batch_size):
-            tokens = tokenizer(prompts[start : start + batch_size], padding=True, truncation=True, return_tensors="pt")
-            chunks.append(self._encode_text(tokens["input_ids"].to(device), tokens["attention_mask"].to(device))[0])
-        self.register_buffer("address_bank_embeds", torch.cat(chunks).float().contiguous(), persistent=True)
+        embeds = self.embed_addresses(addresses, tokenizer, batch_size=batch_size)
+        self.register_buffer("address_bank_embeds", embeds, persistent=True)
         self.config.address_bank = addresses
         self.config.address_bank_fingerprint = self._bank_fingerprint(tokenizer_fingerprint(tokenizer))
 
@@ -286,17 +305,31 @@ class AddressCLIPModel(CLIPModel):
         return bank
 
     @torch.no_grad()
-    def localize(self, pixel_values: torch.Tensor, top_k: int = 5, processor=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def address_similarity(
+        self, pixel_values: torch.Tensor, bank: torch.Tensor | None = None, processor=None
+    ) -> torch.Tensor:
+        """Cosine similarity ``(batch, N)`` of each image to each address: one image encode, one matrix product.
+
+        ``bank`` is an ``(N, projection_dim)`` matrix of normalized address embeddings (default: the checked
+        address bank, :meth:`check_address_bank`); the product runs in the bank's dtype.
+        """
+        bank = self.check_address_bank(processor) if bank is None else bank
+        image = self.embed_images(pixel_values)
+        return image.to(bank.dtype) @ bank.to(image.device).t()
+
+    @torch.no_grad()
+    def localize(
+        self, pixel_values: torch.Tensor, top_k: int = 5, processor=None, bank: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Rank the address bank for each image: returns (scores, indices), each (batch, min(top_k, N)).
 
-        Scores are cosine similarities between the image embedding and each bank address.
+        Scores are cosine similarities between the image embedding and each bank address
+        (:meth:`address_similarity`); ``bank`` replaces the saved bank with another candidate matrix.
         """
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
-        bank = self.check_address_bank(processor)
-        image = F.normalize(self.get_image_features(pixel_values=pixel_values).pooler_output, dim=-1)
-        scores = image @ bank.to(image.dtype).t()
-        return scores.topk(min(top_k, bank.shape[0]), dim=-1)
+        similarity = self.address_similarity(pixel_values, bank=bank, processor=processor)
+        return similarity.topk(min(top_k, similarity.shape[-1]), dim=-1)
 
 
 __all__ = ["AddressCLIPModel", "AddressCLIPOutput", "HUB_FILES", "tokenizer_fingerprint"]

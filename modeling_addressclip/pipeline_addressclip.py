@@ -12,103 +12,28 @@ addresses that are not in the bank::
     #   "similarity": 0.83, "main_street": "Mannerheimintie", "cross_streets": ["Kaivokatu", "Simonkatu"],
     #   "neighborhood": "Kluuvi"}, ...]
 
-Images may be paths, PIL images or ``(H, W[, C])`` uint8 arrays; any PIL mode is EXIF-transposed and
-converted to 8-bit RGB. An unreadable image raises :class:`ImageLoadError` naming it, or with
+Images may be paths, raw bytes, ``datasets`` image dicts, PIL images or arrays; they become pixels through
+the package's one image policy (``image_utils.load_image``: EXIF orientation, alpha onto white, 16-bit
+and float scaling, JPEG draft decoding at the model's size), exactly as in training. An unreadable image
+raises :class:`ImageLoadError` naming it, or with
 ``errors="skip"`` its entry becomes ``{"error": "<message naming the image>"}``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections import OrderedDict
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from transformers import Pipeline
 
 from .address import Address
+from .image_utils import ImageLoadError, image_pixels, load_image
 
 TASK = "image-address-localization"
 ERROR_MODES = ("raise", "skip")
-_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
-_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 _CANDIDATE_CACHE_SIZE = 8
-
-
-class ImageLoadError(ValueError):
-    """An input image could not be read or converted to RGB; the message names the image."""
-
-
-def describe_image(source: Any) -> str:
-    """A short name for an input image, used in error messages."""
-    if isinstance(source, (str, os.PathLike)):
-        return repr(os.fspath(source))
-    if isinstance(source, Image.Image):
-        return f"<PIL image mode={source.mode} size={source.size[0]}x{source.size[1]}>"
-    if isinstance(source, np.ndarray):
-        return f"<array shape={source.shape} dtype={source.dtype}>"
-    return f"<{type(source).__name__}>"
-
-
-def _to_eight_bit(image: Image.Image) -> Image.Image:
-    """Scale a 16-bit / 32-bit integer or float single-channel image to 8-bit grayscale."""
-    array = np.asarray(image, dtype=np.float64)
-    peak = float(array.max()) if array.size else 0.0
-    if image.mode == "F" and peak <= 1.0:
-        top = 1.0
-    else:
-        top = 65535.0 if image.mode.startswith("I;16") or peak > 255 else 255.0
-    return Image.fromarray(np.clip(np.rint(array * (255.0 / top)), 0, 255).astype(np.uint8), "L")
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """EXIF-transpose and convert any PIL mode to 8-bit RGB (alpha composited onto white)."""
-    with contextlib.suppress(Exception):  # a broken EXIF block must not hide a readable image
-        image = ImageOps.exif_transpose(image)
-    if image.mode in _SIXTEEN_BIT_MODES:
-        image = _to_eight_bit(image)
-    if image.mode in _ALPHA_MODES or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    return image.convert("RGB")
-
-
-def _open(source: Any) -> Image.Image:
-    if isinstance(source, Image.Image):
-        return to_rgb(source)
-    if isinstance(source, np.ndarray):
-        return to_rgb(Image.fromarray(source))
-    if isinstance(source, (str, os.PathLike)):
-        with Image.open(source) as image:
-            image.load()
-            return to_rgb(image)
-    raise TypeError(f"expected a file path, a PIL image or a numpy array, got {type(source).__name__}")
-
-
-def load_image(source: Any) -> Image.Image:
-    """Read ``source`` (path, PIL image or uint8 array) as 8-bit RGB, or raise :class:`ImageLoadError`.
-
-    PIL's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) applies: images over twice the
-    limit are refused.
-    """
-    name = describe_image(source)
-    try:
-        image = _open(source)
-    except FileNotFoundError:
-        raise ImageLoadError(f"image {name} not found") from None
-    except Image.DecompressionBombError as err:
-        raise ImageLoadError(f"image {name} is refused as a possible decompression bomb: {err}") from None
-    except UnidentifiedImageError:
-        raise ImageLoadError(f"image {name} is not a readable image (empty file or unknown format)") from None
-    except (OSError, ValueError, TypeError, SyntaxError, EOFError) as err:
-        raise ImageLoadError(f"cannot read image {name}: {err}") from err
-    if image.width < 1 or image.height < 1:
-        raise ImageLoadError(f"image {name} has no pixels ({image.width}x{image.height})")
-    return image
 
 
 def _candidate_key(candidates: Any) -> tuple[str, ...]:
@@ -182,18 +107,16 @@ class ImageAddressLocalizationPipeline(Pipeline):
     # ----------------------------------------------------------------------------- stages
     def preprocess(self, image: Any, errors: str = "raise") -> dict[str, Any]:
         try:
-            rgb = load_image(image)
+            pixel_values = image_pixels(self.image_processor, [image])
         except ImageLoadError as err:
             if errors == "raise":
                 raise
             return {"pixel_values": self._blank_pixels(), "error": str(err)}
-        pixel_values = self.image_processor(images=rgb, return_tensors="pt")["pixel_values"]
         return {"pixel_values": pixel_values.to(self.model.dtype), "error": ""}
 
     def _forward(self, model_inputs: dict[str, Any], candidates: tuple[str, ...] | None = None) -> dict[str, Any]:
         _, matrix, _ = self._candidates(candidates)
-        features = self.model.get_image_features(pixel_values=model_inputs["pixel_values"]).pooler_output
-        similarity = F.normalize(features.float(), dim=-1) @ matrix.t()
+        similarity = self.model.address_similarity(model_inputs["pixel_values"], bank=matrix).float()
         probabilities = (self.model.logit_scale.exp().float() * similarity).softmax(dim=-1)
         return {"similarity": similarity, "probabilities": probabilities, "error": model_inputs["error"]}
 
@@ -258,27 +181,20 @@ class ImageAddressLocalizationPipeline(Pipeline):
         rows = [encoded[text] if text in encoded else bank[row_of[text]] for text in texts]
         return torch.stack(rows)
 
-    @torch.no_grad()
     def encode_addresses(self, texts: list[str]) -> torch.Tensor:
-        """Normalized (N, D) text embeddings of ``texts`` wrapped in the model's address template.
+        """Normalized (N, D) embeddings of ``texts`` in the model's address template (``model.embed_addresses``).
 
         Any text works (a street or neighborhood name too); this is what ``candidate_addresses`` outside
         the bank use.
         """
         if self.tokenizer is None:
             raise ValueError("encoding address texts needs the tokenizer: save it with the model")
-        prompts = [self.model.config.format_address_prompt(text) for text in texts]
-        tokens = self.tokenizer(prompts, padding=True, truncation=True, return_tensors="pt").to(self.model.device)
-        features = self.model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
-        return F.normalize(features.pooler_output.float(), dim=-1)
+        return self.model.embed_addresses(list(texts), self.tokenizer)
 
     @torch.no_grad()
     def embed_images(self, images: list[Any]) -> torch.Tensor:
-        """Normalized (N, D) image embeddings of one batch of images (paths, PIL images or arrays)."""
-        rgb = [load_image(image) for image in images]
-        pixel_values = self.image_processor(images=rgb, return_tensors="pt")["pixel_values"]
-        pixel_values = pixel_values.to(device=self.model.device, dtype=self.model.dtype)
-        return F.normalize(self.model.get_image_features(pixel_values=pixel_values).pooler_output.float(), dim=-1)
+        """Normalized (N, D) float image embeddings of one batch of images, through the one image policy."""
+        return self.model.embed_images(image_pixels(self.image_processor, images)).float()
 
 
-__all__ = ["ERROR_MODES", "TASK", "ImageAddressLocalizationPipeline", "ImageLoadError", "load_image", "to_rgb"]
+__all__ = ["ERROR_MODES", "TASK", "ImageAddressLocalizationPipeline", "ImageLoadError", "load_image"]

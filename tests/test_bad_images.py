@@ -6,7 +6,9 @@ import re
 
 import numpy as np
 import pytest
-from bad_inputs import (
+from PIL import Image
+
+from fixtures.bad_inputs import (
     IMAGE_CASES,
     PHOTO,
     ROTATED,
@@ -22,8 +24,6 @@ from bad_inputs import (
     tiny_localizer,
     zero_bytes,
 )
-from PIL import Image
-
 from modeling_addressclip import ImageLoadError, load_image
 
 

@@ -1,43 +1,52 @@
-"""The benchmarks/ scripts in their --tiny (CI) modes, in-process."""
+"""The benchmarks/ scripts in their --tiny (CI) modes, each run as ``python -m benchmarks.NAME`` from the root.
 
-import importlib.util
+A test reads the script's printed report and the result it writes with ``--json``; the helpers the
+benchmarks share with the tests (geocoding, synthetic addresses, the training-step setup and its FLOP
+count, the reliability table) are checked directly from ``fixtures``. Tests never import benchmarks.
+"""
+
+import json
 import math
+import os
+import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-ROOT = Path(__file__).resolve().parents[1]
+from fixtures import ROOT
+from fixtures.bad_inputs import IMAGE_CASES, bad_rows
+from fixtures.geocoding import MISS, DatabaseGeocoder, geocode_ranked
+from fixtures.properties import PROPERTIES
+from fixtures.suites import Suite, format_table
+from fixtures.synthetic import candidates, synthetic_addresses
+from fixtures.train_step import EQ1_ONLY, build_setup, step_flops
+from modeling_addressclip import Address
+from modeling_addressclip.metrics.address_accuracy.address_accuracy import address_accuracy
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-retrieval_baseline = _load("retrieval_baseline")
-inference = _load("inference")
+def run_tiny(name: str, tmp_path, *args: str) -> tuple[dict, str]:
+    """``python -m benchmarks.NAME --tiny ARGS`` in the root, one thread: (its ``--json`` result, its stdout)."""
+    result = tmp_path / f"{name}.json"
+    command = [sys.executable, "-m", f"benchmarks.{name}", "--tiny", *args, "--json", str(result)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{name} exited {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    return json.loads(result.read_text()), proc.stdout
 
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    import torch
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
 
 
-def test_retrieval_baseline_tiny_prints_both_tables(tiny_demo_dir, capsys):
-    result = retrieval_baseline.main(["--tiny", "--dataset", str(tiny_demo_dir), "--geocoder", "osm"])
-    out = capsys.readouterr().out
+def test_retrieval_baseline_tiny_prints_both_tables(tiny_demo_dir, tmp_path):
+    result, out = run_tiny("retrieval_baseline", tmp_path, "--dataset", str(tiny_demo_dir), "--geocoder", "osm")
     for row in ("| Image-GPS-Address (osm) | database (", "| AddressCLIP (bank) | bank (", "| method | SSA@1 |"):
         assert row in out, row
     assert "geocoder misses:" in out and "storage ratio database/bank:" in out
@@ -59,22 +68,21 @@ def test_retrieval_baseline_tiny_prints_both_tables(tiny_demo_dir, capsys):
 
 def test_database_geocoder_and_miss_handling():
     addresses = ["Bulevardi between Annankatu and Yrjönkatu, Punavuori", "Fredrikinkatu near Bulevardi, Punavuori"]
-    geocoder = retrieval_baseline.DatabaseGeocoder([0.0, 100.0], [0.0, 0.0], addresses, max_distance_m=30)
+    geocoder = DatabaseGeocoder([0.0, 100.0], [0.0, 0.0], addresses, max_distance_m=30)
     assert geocoder.from_utm(90.0, 5.0).address.format() == addresses[1]
     assert geocoder.from_utm(50.0, 0.0).address is None  # 50 m from both: a miss
     coordinates = np.array([[0.0, 0.0], [50.0, 0.0], [100.0, 0.0], [1.0, 0.0]])
-    ranked = retrieval_baseline.geocode_ranked([1, 0, 3, 2], coordinates, geocoder, {}, depth=3)
+    ranked = geocode_ranked([1, 0, 3, 2], coordinates, geocoder, {}, depth=3)
     # the miss keeps rank 1, the duplicate of image 0 (image 3) is dropped
-    assert ranked == [retrieval_baseline.MISS, addresses[0], addresses[1]]
-    padded = retrieval_baseline.geocode_ranked([0], coordinates, geocoder, {}, depth=2)
-    assert padded == [addresses[0], retrieval_baseline.MISS]
-    scores = retrieval_baseline.address_accuracy([ranked], [addresses[0]], k=(1, 3))
+    assert ranked == [MISS, addresses[0], addresses[1]]
+    padded = geocode_ranked([0], coordinates, geocoder, {}, depth=2)
+    assert padded == [addresses[0], MISS]
+    scores = address_accuracy([ranked], [addresses[0]], k=(1, 3))
     assert scores == {"ssa@1": 0.0, "ssa@3": 1.0, "sa@1": 0.0, "sa@3": 1.0}
 
 
-def test_inference_tiny_reports_ratios_goals_and_memory(capsys):
-    result = inference.main(["--tiny"])
-    out = capsys.readouterr().out
+def test_inference_tiny_reports_ratios_goals_and_memory(tmp_path):
+    result, out = run_tiny("inference", tmp_path)
     dim = result["embedding_dim"]
     assert [row["n"] for row in result["sizes"]] == [16, 64, 256]
     for row in result["sizes"]:
@@ -83,7 +91,8 @@ def test_inference_tiny_reports_ratios_goals_and_memory(capsys):
         assert row["speedup"] > 0 and row["search_fraction"] > 0 and row["zero_shot_ms"] > 0
     assert result["sizes"][0]["pipeline_ms"] > 0 and "cross-check at N=16" in out
     assert result["bytes_per_address"] == {"fp32": dim * 4, "fp16": dim * 2}
-    assert set(result["throughput"]) == {1, 8, 32} and all(v > 0 for v in result["throughput"].values())
+    # JSON object keys are strings: the batch sizes 1, 8 and 32
+    assert set(result["throughput"]) == {"1", "8", "32"} and all(v > 0 for v in result["throughput"].values())
     assert set(result["goals"]) == {"speedup", "search_fraction", "search_fraction_b32"}
     assert all(goal["ratio"] > 0 and isinstance(goal["met"], bool) for goal in result["goals"].values())
     assert "goal speedup at N=64" in out and "goal search_fraction at N=256" in out
@@ -91,52 +100,44 @@ def test_inference_tiny_reports_ratios_goals_and_memory(capsys):
 
 
 def test_synthetic_candidates_are_distinct_parseable_and_keep_the_bank_first():
-    from modeling_addressclip import Address
-
-    texts = inference.candidates(["Fredrikinkatu near Bulevardi, Punavuori"], 3_000)
+    texts = candidates(["Fredrikinkatu near Bulevardi, Punavuori"], 3_000)
     assert len(texts) == len(set(texts)) == 3_000 and texts[0] == "Fredrikinkatu near Bulevardi, Punavuori"
     assert all(Address.parse(t) for t in texts[:50] + texts[-50:])
-    assert len(set(inference.synthetic_addresses(30_000))) == 30_000
+    assert len(set(synthetic_addresses(30_000))) == 30_000
 
 
-train_throughput = _load("train_throughput")
-input_pipeline = _load("input_pipeline")
-
-
-def test_train_throughput_tiny_times_both_models_with_flops_and_peak(capsys):
-    result = train_throughput.main(["--tiny"])
-    out = capsys.readouterr().out
+def test_train_throughput_tiny_times_both_models_with_flops_and_peak(tmp_path):
+    result, out = run_tiny("train_throughput", tmp_path)
     rows = result["rows"]
-    assert set(rows) == {"AddressCLIP", "CLIP", train_throughput.EQ1_ONLY}
+    assert set(rows) == {"AddressCLIP", "CLIP", EQ1_ONLY}
     for name, row in rows.items():
         assert f"| {name} | " in out
         assert row["samples_per_s"] > 0 and row["gflop_per_step"] > 0 and 0 < row["peak_fraction"] < 1
         assert math.isclose(row["samples_per_s"] * row["step_ms"] / 1000, 8)  # batch 8
     # same config, batch and weights: AddressCLIP with Eq. 1 alone does CLIP's FLOPs (+ one N x N x D product for
     # the output logits, which CLIP shares with its loss); captions add text FLOPs
-    eq1, clip = rows[train_throughput.EQ1_ONLY]["gflop_per_step"], rows["CLIP"]["gflop_per_step"]
+    eq1, clip = rows[EQ1_ONLY]["gflop_per_step"], rows["CLIP"]["gflop_per_step"]
     assert 0 < eq1 - clip <= 2 * 8 * 8 * 16 / 1e9 * 1.001
     assert rows["AddressCLIP"]["gflop_per_step"] > rows["CLIP"]["gflop_per_step"]
     assert result["peak_gflops"] > 0 and result["attention"] == "sdpa" and result["optimizer"].startswith("AdamW")
-    assert set(result["per_flop_ratio"]) == {"AddressCLIP", train_throughput.EQ1_ONLY}
+    assert set(result["per_flop_ratio"]) == {"AddressCLIP", EQ1_ONLY}
     assert "per-FLOP ratio AddressCLIP / CLIP:" in out and "AddressCLIP share of peak:" in out
 
 
 def test_flop_count_includes_attention_and_models_share_weights():
-    setup = train_throughput.build_setup("tiny", 4)
+    setup = build_setup("tiny", 4)
     clip, address = setup.models["CLIP"], setup.models["AddressCLIP"]
     assert all(torch.equal(p, clip.state_dict()[k]) for k, p in address.state_dict().items())
     # CPU SDPA kernels are invisible to FlopCounterMode; step_flops counts them through the math backend
     with FlopCounterMode(display=False) as fused:
         clip(**setup.batches["CLIP"]).loss.backward()
-    assert train_throughput.step_flops(setup, "CLIP") > fused.get_total_flops()
+    assert step_flops(setup, "CLIP") > fused.get_total_flops()
     # the from-scratch text encoder has the tokenizer's vocabulary, not CLIP's 49,408 rows
     assert address.config.text_config.vocab_size == len(setup.processor.tokenizer) < 49408
 
 
-def test_input_pipeline_tiny_reports_delivered_vs_consumed(tiny_demo_dir, capsys):
-    result = input_pipeline.main(["--tiny", "--dataset", str(tiny_demo_dir)])
-    out = capsys.readouterr().out
+def test_input_pipeline_tiny_reports_delivered_vs_consumed(tiny_demo_dir, tmp_path):
+    result, out = run_tiny("input_pipeline", tmp_path, "--dataset", str(tiny_demo_dir))
     settings = {(row["source"], row["decode"], row["workers"]) for row in result["rows"]}
     for source in ("demo", "photos 640x480"):
         assert {(source, "datasets decode", 0), (source, "draft decode", 0), (source, "draft decode", 1)} <= settings
@@ -149,26 +150,23 @@ def test_input_pipeline_tiny_reports_delivered_vs_consumed(tiny_demo_dir, capsys
     assert {row["stored"] for row in result["rows"]} == {"64x64", "640x480"}  # the fixture's and the photos' size
 
 
-reliability = _load("reliability")
-
-
-def test_reliability_tiny_prints_one_table_without_failures(capsys):
-    result = reliability.main(["--tiny", "--kills", "0"])
-    out = capsys.readouterr().out
+def test_reliability_tiny_prints_one_table_without_failures(tmp_path):
+    result, out = run_tiny("reliability", tmp_path, "--kills", "0")  # exit status 0: no suite failed
     assert "| suite | cases tried | failures | seconds | note |" in out and "failures:" not in out
     suites = result["suites"]
     assert list(suites) == ["bad images", "bad rows", "kills survived", "fuzz examples run"]
     assert suites["kills survived"]["skipped"] and "| kills survived | - | - |" in out
-    from bad_inputs import IMAGE_CASES, bad_rows
-    from test_properties import PROPERTIES
-
     expected = {"bad images": len(IMAGE_CASES), "bad rows": len(bad_rows())}
     for name, tried in expected.items():
         assert suites[name]["tried"] == tried and f"| {name} | {tried} | 0 |" in out
     fuzzed = suites["fuzz examples run"]["tried"]
-    assert len(PROPERTIES) <= fuzzed <= len(PROPERTIES) * reliability.TINY_EXAMPLES
+    assert f"{result['examples']:,} fuzz examples per property" in out
+    assert len(PROPERTIES) <= fuzzed <= len(PROPERTIES) * result["examples"]
     assert f"| fuzz examples run | {fuzzed} | 0 |" in out
     assert not any(suite["failures"] for suite in suites.values())
-    failing = reliability.Suite("bad rows", tried=3, failures=["x missing: accepted"])
-    table = reliability.format_table([failing])
+
+
+def test_reliability_table_lists_failures_under_it():
+    failing = Suite("bad rows", tried=3, failures=["x missing: accepted"])
+    table = format_table([failing])
     assert "| bad rows | 3 | 1 |" in table and table.endswith("failures:\n- bad rows: x missing: accepted")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,7 @@ from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration
 from dataset_scripts import captions
 from dataset_scripts.ial_builder import BuildOptions
 from dataset_scripts.sf_ial import build_sf_ial
-
-sys.path.insert(0, str(Path(__file__).parent))
-from raw_layouts import jpeg, make_vg_tree, release_value  # noqa: E402
+from fixtures.raw_layouts import jpeg, make_vg_tree, release_value
 
 WORDS = ["a", "street", "view", "of", "with", "trees", "car", "house", "road", "sky", "red", "tall"]
 

@@ -11,10 +11,12 @@ import datasets
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_models import ADDRESSES, save_tiny_model
 
+from addressclip_train import cli, similarity_map
+from addressclip_train.train import resolve_recipe, shipped_recipes
 from dataset_scripts.schema import IAL_FEATURES
-from modeling_addressclip import Address, cli
+from fixtures.tiny_models import ADDRESSES, save_tiny_model
+from modeling_addressclip import Address
 
 ZONE = "35V"
 
@@ -102,34 +104,33 @@ def test_map_writes_a_png_of_the_requested_size(model_dir, dataset_dir, tmp_path
 
 def test_query_similarity_is_the_cosine_to_the_templated_text(model_dir, dataset_dir):
     localizer = cli.load_localizer(model_dir)
-    rows = cli.load_split(str(dataset_dir), "query")
-    similarity = cli.query_similarity(localizer, rows, "Kluuvi", batch_size=7)
+    rows = similarity_map.load_split(str(dataset_dir), "query")
+    similarity = similarity_map.query_similarity(localizer, rows, "Kluuvi", batch_size=7)
     assert similarity.shape == (len(rows),)
     text = localizer.encode_addresses(["Kluuvi"])[0]
     direct = (localizer.embed_images([rows[3]["image"]])[0] @ text).item()
     assert similarity[3] == pytest.approx(direct, abs=1e-5)
-    mask, kind = cli.query_matches(rows, "kluuvi")
+    mask, kind = similarity_map.query_matches(rows, "kluuvi")
     assert kind == "neighborhood" and mask.sum() == 12
-    mask, kind = cli.query_matches(rows, ADDRESSES[2])
+    mask, kind = similarity_map.query_matches(rows, ADDRESSES[2])
     assert kind == "address" and mask.sum() == 4
 
 
 def test_load_split_reads_save_to_disk_directories(tmp_path):
     split = datasets.Dataset.from_list(ial_rows(1), features=IAL_FEATURES)
     datasets.DatasetDict(query=split).save_to_disk(str(tmp_path / "saved"))
-    assert len(cli.load_split(str(tmp_path / "saved"), "query")) == len(ADDRESSES)
+    assert len(similarity_map.load_split(str(tmp_path / "saved"), "query")) == len(ADDRESSES)
 
 
 def test_convex_hull_outlines_points():
     points = np.array([[0, 0], [2, 0], [2, 2], [0, 2], [1, 1], [1, 0]])
-    assert {tuple(p) for p in cli.convex_hull(points)} == {(0, 0), (2, 0), (2, 2), (0, 2)}
+    assert {tuple(p) for p in similarity_map.convex_hull(points)} == {(0, 0), (2, 0), (2, 2), (0, 2)}
 
 
 def test_forwarded_commands_pass_their_arguments(monkeypatch):
     seen = {}
     monkeypatch.setattr("dataset_scripts.demo_city.main", lambda argv: seen.update(build=argv))
-    fake_train = type("FakeTrain", (), {"main": staticmethod(lambda argv: seen.update(train=argv))})
-    monkeypatch.setattr(cli, "_load_train_module", lambda: fake_train)
+    monkeypatch.setattr("addressclip_train.train.main", lambda argv: seen.update(train=argv))
     assert cli.main(["build-demo", "--output", "x", "--max-addresses", "4"]) == 0
     assert cli.main(["train", "configs/demo.json", "--max_steps", "2"]) == 0
     assert seen == {
@@ -138,8 +139,15 @@ def test_forwarded_commands_pass_their_arguments(monkeypatch):
     }
 
 
-def test_train_module_is_found_beside_the_package():
-    assert callable(cli._load_train_module().main)
+def test_shipped_recipes_resolve_by_name_or_old_path(tmp_path):
+    assert {"demo", "tiny", "pitts_ial", "sf_ial_base", "sf_ial_large"} <= set(shipped_recipes())
+    for name in ("pitts_ial", "pitts_ial.json", "configs/pitts_ial.json"):
+        assert resolve_recipe(name).name == "pitts_ial.json" and resolve_recipe(name).is_file()
+    own = tmp_path / "mine.json"
+    own.write_text("{}")
+    assert resolve_recipe(str(own)) == own
+    with pytest.raises(SystemExit, match="no shipped recipe has that name"):
+        resolve_recipe("no_such_recipe.json")
 
 
 def test_console_script_is_installed():
@@ -148,4 +156,4 @@ def test_console_script_is_installed():
          "print([x.value for x in e(group='console_scripts') if x.name == 'addressclip'])"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert "modeling_addressclip.cli:main" in proc.stdout
+    assert "addressclip_train.cli:main" in proc.stdout

@@ -3,18 +3,19 @@
 import json
 import os
 import subprocess
-from pathlib import Path
 
-from tiny_models import accelerate_launch
+import pytest
 
-SCRIPT = Path(__file__).parent / "scripts" / "global_batch.py"
+from fixtures import ROOT
+from fixtures.tiny_models import accelerate_launch
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_with_the_global_batch(tmp_path):
     out = tmp_path / "result.json"
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    command = accelerate_launch(SCRIPT, str(out), port=29517)
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    command = accelerate_launch("tests.scripts.global_batch", str(out), port=29517, module=True)
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["world_size"] == 2, f"not distributed: {result} (stderr: {proc.stderr[-1000:]})"

@@ -20,11 +20,9 @@ from dataset_scripts.ial_io import Reject, iter_json_object, resolve_key
 from dataset_scripts.ial_report import SeenSet
 from dataset_scripts.schema import IAL_FEATURES, SPLITS
 from dataset_scripts.vg_names import VGName, format_vg_name, is_vg_name, parse_vg_name
+from fixtures import ROOT
+from fixtures.raw_layouts import RELEASE_ADDRESSES, jpeg
 
-sys.path.insert(0, str(Path(__file__).parent))
-from raw_layouts import RELEASE_ADDRESSES, jpeg  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 finite = st.floats(allow_nan=False, allow_infinity=False) | st.none()
 text = st.text(st.characters(blacklist_characters="@/\\", blacklist_categories=("Cs",)), min_size=1) | st.none()
 
@@ -145,8 +143,8 @@ def test_rows_with_and_without_splits_are_refused(tmp_path):
 
 
 def test_benchmark_tiny_mode_runs(tmp_path):
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "build_throughput.py"), "--tiny", "--workdir",
-                           str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=REPO)  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "benchmarks.build_throughput", "--tiny", "--workdir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2000 rows:" in done.stdout and "peak RSS ratio 2000/500 rows" in done.stdout
     assert "projected SF-IAL-Large (1,960,000 images)" in done.stdout

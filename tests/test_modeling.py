@@ -3,9 +3,9 @@
 import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
-from tiny_models import ADDRESSES, tiny_clip_config, tiny_config, tiny_processor, tiny_rows
 from transformers import AutoConfig, AutoModel, AutoModelForZeroShotImageClassification, CLIPModel
 
+from fixtures.tiny_models import ADDRESSES, tiny_clip_config, tiny_config, tiny_processor, tiny_rows
 from modeling_addressclip import AddressCLIPCollator, AddressCLIPConfig, AddressCLIPModel
 
 

@@ -11,9 +11,9 @@ import textwrap
 import pytest
 import torch
 from PIL import Image
-from tiny_models import ADDRESSES, save_tiny_model, tiny_processor, tiny_rows
 from transformers import pipeline
 
+from fixtures.tiny_models import ADDRESSES, save_tiny_model, tiny_processor, tiny_rows
 from modeling_addressclip import AddressCLIPModel, ImageAddressLocalizationPipeline
 from modeling_addressclip.pipeline_addressclip import TASK
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +12,7 @@ from datasets import load_dataset
 from dataset_scripts import pitts_ial
 from dataset_scripts.ial_builder import BuildOptions
 from dataset_scripts.schema import IAL_FEATURES, SPLITS
-
-sys.path.insert(0, str(Path(__file__).parent))
-from raw_layouts import PITTS_CENTER, make_pitts_tree, make_vg_tree, write_pitts_mat  # noqa: E402
+from fixtures.raw_layouts import PITTS_CENTER, make_pitts_tree, make_vg_tree, write_pitts_mat
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ import torch
 from safetensors.torch import save_file
 from transformers.trainer_utils import get_last_checkpoint
 
-from benchmarks.kill_resume import kill_and_resume, kill_points, kill_when, kill_when_paused, run_to_end
+from addressclip_train.checkpoints import checkpoint_problem, last_complete_checkpoint
 from dataset_scripts.schema import SPLITS, remove_stale_siblings, staging_directory
-from modeling_addressclip.checkpoints import checkpoint_problem, last_complete_checkpoint
+from fixtures.kill_resume import kill_and_resume, kill_points, kill_when, kill_when_paused, run_to_end
 
 
 def _checkpoint(output: Path, step: int) -> Path:
@@ -52,7 +52,7 @@ def test_last_complete_checkpoint_skips_a_partly_written_one(tmp_path, caplog, p
     complete = _checkpoint(tmp_path, 2)
     DAMAGE[problem](_checkpoint(tmp_path, 10))  # numeric order: 10 is the newest, not 2
     assert get_last_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-10")  # what the Trainer would pick
-    with caplog.at_level(logging.WARNING, logger="modeling_addressclip.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="addressclip_train.checkpoints"):
         assert last_complete_checkpoint(tmp_path) == str(complete)
     assert f"skipping incomplete checkpoint {tmp_path / 'checkpoint-10'}: {problem}" in caplog.text
     assert len(caplog.records) == 1
@@ -93,6 +93,7 @@ def test_kill_points_are_seeded_increasing_and_in_range():
     assert steps == sorted(set(steps)) and all(1 <= s < 10 for s in steps)
 
 
+@pytest.mark.slow
 def test_kill_9_mid_step_and_mid_checkpoint_write_then_resume_gives_the_uninterrupted_run(tiny_demo_dir, tmp_path):
     result = kill_and_resume(tiny_demo_dir, tmp_path, seed=0, kills=2)
     # seed 0 draws a kill during step 8, then (in the resumed run) one while checkpoint-9's optimizer.pt is written
@@ -156,7 +157,7 @@ def test_only_leftovers_of_gone_writers_on_this_host_are_removed(tmp_path):
 PAUSE_IN_PUBLISH = """
 import sys
 from pathlib import Path
-from benchmarks.kill_resume import pause_for_kill
+from fixtures.kill_resume import pause_for_kill
 rename = Path.rename
 def rename_then_pause(self, target):
     moved = rename(self, target)

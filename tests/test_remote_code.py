@@ -7,8 +7,8 @@ import sys
 import textwrap
 
 import torch
-from tiny_models import ADDRESSES, tiny_config, tiny_processor, tiny_rows
 
+from fixtures.tiny_models import ADDRESSES, tiny_config, tiny_processor, tiny_rows
 from modeling_addressclip import AddressCLIPCollator, AddressCLIPModel
 
 FRESH_PROCESS = textwrap.dedent(

@@ -6,7 +6,6 @@ import math
 
 import datasets
 import pytest
-from bad_inputs import ADDRESS, good_row
 
 from dataset_scripts.schema import (
     IAL_FEATURES,
@@ -15,6 +14,7 @@ from dataset_scripts.schema import (
     validate_row,
     write_hub_dataset,
 )
+from fixtures.bad_inputs import ADDRESS, good_row
 
 
 def test_features_are_the_architecture_schema():

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 from datasets import load_dataset
@@ -14,9 +12,7 @@ from datasets import load_dataset
 from dataset_scripts import sf_ial
 from dataset_scripts.ial_builder import BuildOptions
 from dataset_scripts.schema import IAL_FEATURES, SPLITS
-
-sys.path.insert(0, str(Path(__file__).parent))
-from raw_layouts import make_vg_tree, release_value  # noqa: E402
+from fixtures.raw_layouts import make_vg_tree, release_value
 
 
 @pytest.fixture(scope="module")

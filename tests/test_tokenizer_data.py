@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny_models import ADDRESSES, tiny_config, tiny_processor, tiny_rows
 from transformers import AutoProcessor, CLIPTokenizer
 
+from fixtures import ROOT
+from fixtures.tiny_models import ADDRESSES, tiny_config, tiny_processor, tiny_rows
 from modeling_addressclip import AddressCLIPCollator, build_clip_tokenizer, caption_text
 
 
@@ -34,13 +35,11 @@ def test_unseen_characters_never_become_end_of_text():
 def test_tokenizer_is_identical_across_processes():
     """tokenizers' own BPE trainer breaks ties by hash order; ours must not (every rank builds the same one)."""
     code = (
-        "import hashlib, sys; sys.path.insert(0, 'tests'); from tiny_models import tiny_processor; "
+        "import hashlib; from fixtures.tiny_models import tiny_processor; "
         "print(hashlib.sha256(tiny_processor().tokenizer.backend_tokenizer.to_str().encode()).hexdigest())"
     )
-    digests = {
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-        for _ in range(2)
-    }
+    run = [sys.executable, "-c", code]  # -c from the root: fixtures is importable
+    digests = {subprocess.run(run, cwd=ROOT, capture_output=True, text=True, check=True).stdout for _ in range(2)}
     assert len(digests) == 1
 
 

@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny_models import accelerate_launch
 
-import train
-from modeling_addressclip.run import freeze
+from addressclip_train import train
+from addressclip_train.run import freeze
+from fixtures.tiny_models import accelerate_launch
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _args(dataset, output, *extra):
-    return ["configs/tiny.json", "--dataset_name", str(dataset), "--output_dir", str(output), *extra]
+    return ["tiny", "--dataset_name", str(dataset), "--output_dir", str(output), *extra]
 
 
 def test_parse_args_json_defaults_flags_and_forced_trainer_settings():
@@ -31,8 +31,7 @@ def test_parse_args_json_defaults_flags_and_forced_trainer_settings():
 
 
 def test_freeze_flags_freeze_one_encoder():
-    from tiny_models import tiny_config
-
+    from fixtures.tiny_models import tiny_config
     from modeling_addressclip import AddressCLIPModel
 
     model = AddressCLIPModel(tiny_config())
@@ -80,7 +79,9 @@ def test_train_evaluate_save_and_reload_in_a_fresh_process(tiny_demo_dir, tmp_pa
         assert (output / name).exists(), name
     assert json.loads((output / "eval_results.json").read_text())["eval_ssa@1"] == metrics["eval_ssa@1"]
     card = (output / "README.md").read_text()
-    assert "OpenStreetMap contributors" not in card  # a local dataset dir is not the demo default
+    # The card carries the training data's terms: this local directory is an OSM-derived demo city.
+    assert "OpenStreetMap contributors" in card and "license: odbl" in card
+    assert "datasets:" not in card  # a local directory is not a Hub dataset id
     bank = set(splits["train"]["address"]) | set(splits["database"]["address"])
     assert set(json.loads((output / "config.json").read_text())["address_bank"]) == bank
 
@@ -102,6 +103,7 @@ def test_train_evaluate_save_and_reload_in_a_fresh_process(tiny_demo_dir, tmp_pa
     assert len(top3) == 3 and set(top3) <= bank
 
 
+@pytest.mark.slow
 def test_resume_from_checkpoint_gives_the_uninterrupted_weights(tiny_demo_dir, tmp_path):
     steps = ["--max_steps", "6", "--save_strategy", "steps", "--save_steps", "3"]
     train.main(_args(tiny_demo_dir, tmp_path / "full", *steps))

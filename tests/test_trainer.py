@@ -3,11 +3,11 @@
 import datasets
 import pytest
 import torch
-from tiny_models import ADDRESSES, tiny_config, tiny_processor, tiny_rows
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from addressclip_train.trainer import AddressCLIPTrainer, UniqueAddressSampler
+from fixtures.tiny_models import ADDRESSES, tiny_config, tiny_processor, tiny_rows
 from modeling_addressclip import AddressCLIPCollator, AddressCLIPModel
-from modeling_addressclip.training import AddressCLIPTrainer, UniqueAddressSampler
 
 
 class StopAfter(TrainerCallback):

@@ -1,9 +1,10 @@
-"""Run under ``accelerate launch --multi_gpu --num_processes 2``: compare 2 x B with 1 x 2B.
+"""Run under ``accelerate launch --multi_gpu --num_processes 2 -m tests.scripts.global_batch``: 2 x B vs 1 x 2B.
 
-Every rank builds the same seeded model and the same 2B rows. The reference is the loss and
-gradient of the whole 2B batch in one process (gather disabled). The distributed run feeds
-rank r its half through DDP (which averages gradients) with the exact global-batch gather.
-Rank 0 writes the largest differences as JSON to argv[1].
+Started as a module from the repository root, it imports ``fixtures`` as the tests do. Every rank
+builds the same seeded model and the same 2B rows. The reference is the loss and gradient of the
+whole 2B batch in one process (gather disabled). The distributed run feeds rank r its half through
+DDP (which averages gradients) with the exact global-batch gather. Rank 0 writes the largest
+differences as JSON to argv[1].
 """
 
 import copy
@@ -13,10 +14,8 @@ import sys
 import torch
 from accelerate import Accelerator
 
-sys.path.insert(0, __file__.rsplit("/scripts/", 1)[0])
-from tiny_models import tiny_config, tiny_processor, tiny_rows  # noqa: E402
-
-from modeling_addressclip import AddressCLIPCollator, AddressCLIPModel  # noqa: E402
+from fixtures.tiny_models import tiny_config, tiny_processor, tiny_rows
+from modeling_addressclip import AddressCLIPCollator, AddressCLIPModel
 
 
 def main(out_path: str, per_rank: int = 4) -> None:

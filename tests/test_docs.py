@@ -1,0 +1,106 @@
+"""What README.md and the metric card say is what the code does: examples run, commands parse, marks hold."""
+
+from __future__ import annotations
+
+import doctest
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from addressclip_train import cli
+from addressclip_train.train import parse_args
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+METRIC_CARD = (ROOT / "modeling_addressclip" / "metrics" / "address_accuracy" / "README.md").read_text()
+
+
+def _blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def _commands() -> list[list[str]]:
+    """Every command line of README.md's bash blocks (continuations joined, comments dropped)."""
+    commands = []
+    for block in _blocks(README, "bash"):
+        for line in block.replace("\\\n", " ").splitlines():
+            for part in line.split("#", 1)[0].split("&&"):
+                if part.strip():
+                    commands.append(shlex.split(part))
+    return commands
+
+
+def test_the_readme_address_examples_run_as_written():
+    parser = doctest.DocTestParser()
+    examples = "\n".join(block for block in _blocks(README, "python") if ">>>" in block)
+    test = parser.get_doctest(examples, {}, "README.md", "README.md", 0)
+    assert test.examples, "README.md lost its >>> examples"
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0
+
+
+def test_the_metric_card_example_prints_what_it_says():
+    block = next(b for b in _blocks(METRIC_CARD, "python") if "print(results)" in b)
+    expected = re.search(r"print\(results\)\s+# (\{.*\})", block).group(1)
+    proc = subprocess.run([sys.executable, "-c", block], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1].replace("'", '"')) == json.loads(expected.replace("'", '"'))
+
+
+def _train_argv(command: list[str]) -> list[str] | None:
+    """The training arguments of a README command, or None if it is not a training command."""
+    if command[:2] == ["addressclip", "train"]:
+        return command[2:]
+    if command[:2] == ["python", "train.py"]:
+        return command[2:]
+    if command[:2] == ["accelerate", "launch"]:
+        rest = command[2:]
+        if "-m" in rest:
+            return rest[rest.index("-m") + 2 :]
+        return rest[rest.index("train.py") + 1 :]
+    return None
+
+
+@pytest.mark.parametrize("command", _commands(), ids=lambda command: " ".join(command)[:60])
+def test_every_readme_command_names_what_exists(command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_recipe.json").write_text("{}")
+    train_argv = _train_argv(command)
+    if train_argv is not None:
+        parse_args(train_argv)  # the recipe resolves and every flag is a real argument
+    elif command[:2] == ["addressclip", "build-demo"]:
+        _flags_exist(["python", "-m", "dataset_scripts.demo_city"], command[2:])
+    elif command[0] == "addressclip":
+        cli.build_parser().parse_args(command[1:])
+    elif command[:3] == ["python", "-m", "pytest"]:
+        assert set(command[3:]) <= {"-q"}, command
+    elif command[:2] == ["python", "-m"]:
+        _flags_exist(command[:3], command[3:])
+    else:
+        assert command[0] == "pip", command
+        target = command[-1]
+        assert target in (".", '"addressclip[pitts]"', "addressclip[pitts]") or (ROOT / target).is_file(), command
+
+
+def _flags_exist(program: list[str], argv: list[str]) -> None:
+    """Every ``--flag`` of ``argv`` is in ``program --help`` (run as a module of the installed package)."""
+    proc = subprocess.run([sys.executable, *program[1:], "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for flag in (arg for arg in argv if arg.startswith("--")):
+        assert flag in proc.stdout, f"{' '.join(program)} has no {flag}"
+
+
+def test_not_slow_skips_what_the_readme_says_it_skips():
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "slow"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    slow = proc.stdout
+    for expected in ("test_install.py", "test_distributed.py", "test_learning.py", "kill_9", "full_build"):
+        assert expected in slow, f"{expected} is not marked slow"
