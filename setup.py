@@ -52,6 +52,7 @@ setup(
     ],
     extras_require={
         "pitts": ["scipy>=1.11"],  # Pitts250k's .mat coordinate files
-        "test": ["pytest>=8", "hypothesis>=6.100", "scipy>=1.11", "ruff>=0.6"],
+        "heic": ["pillow-heif>=0.16"],  # iPhone photos (HEIC/HEIF)
+        "test": ["pytest>=8", "hypothesis>=6.100", "scipy>=1.11", "ruff>=0.6", "pillow-heif>=0.16"],
     },
 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,52 @@ FORWARDED = {
 }
 
 
+class CommandError(Exception):
+    """A user error the CLI reports in one line (``addressclip <command>: <message>``), exit status 2."""
+
+
+def check_model(model: str) -> None:
+    """A local model directory must exist and hold ``config.json``; anything else must be a Hub id reachable now."""
+    path = Path(model)
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise CommandError(f"{model!r} is not a model directory (it has no config.json)")
+        return
+    offline = any(
+        os.environ.get(k, "").lower() in ("1", "true", "yes") for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+    if offline or model.startswith((".", "/", "~")) or model.count("/") > 1:
+        raise CommandError(
+            f"model directory {model!r} does not exist" + (" (and the Hub is offline)" if offline else "")
+        )
+
+
+def check_device(device: str | None) -> None:
+    """``--device`` must name a device this torch build has (before any model is loaded)."""
+    if device is None or device == "cpu":
+        return
+    import torch
+
+    kind = device.split(":", 1)[0]
+    available = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if kind not in available:
+        raise CommandError(f"unknown --device {device!r} (use cpu, cuda, cuda:N or mps)")
+    if not available[kind]:
+        raise CommandError(f"--device {device}: this machine's torch {torch.__version__} has no {kind.upper()} device")
+
+
 def load_localizer(model_dir: str | Path, device: str | int | None = None):
     """The ``image-address-localization`` pipeline for a saved model directory, with this package's code."""
     from transformers import pipeline
+    from transformers.utils import logging as hf_logging
 
     from modeling_addressclip.pipeline_addressclip import TASK, ImageAddressLocalizationPipeline
 
-    return pipeline(TASK, model=str(model_dir), pipeline_class=ImageAddressLocalizationPipeline, device=device)
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar on every command
+    try:
+        return pipeline(TASK, model=str(model_dir), pipeline_class=ImageAddressLocalizationPipeline, device=device)
+    except (OSError, ValueError) as err:
+        raise CommandError(f"cannot load the model {str(model_dir)!r}: {str(err).splitlines()[0]}") from None
 
 
 # ----------------------------------------------------------------------------- predict
@@ -37,6 +77,8 @@ def format_table(image: str, result: list[dict[str, Any]] | dict[str, str]) -> s
     lines = [str(image)]
     if isinstance(result, dict):
         return "\n".join([*lines, f"  error: {result['error']}"])
+    if not result:
+        return "\n".join([*lines, "  no confident address (every score is below --min-score; --min-score 0 answers)"])
     lines.append(f"  {'#':>2}  {'score':>6}  {'cosine':>7}  address")
     for rank, row in enumerate(result, start=1):
         lines.append(f"  {rank:>2}  {row['score']:6.3f}  {row['similarity']:7.3f}  {row['address']}")
@@ -49,7 +91,13 @@ def predict(args: argparse.Namespace) -> int:
 
     localizer = load_localizer(args.model, args.device)
     try:
-        results = localizer(list(args.images), top_k=args.top_k, errors=args.errors, batch_size=args.batch_size)
+        results = localizer(
+            list(args.images),
+            top_k=args.top_k,
+            errors=args.errors,
+            batch_size=args.batch_size,
+            min_score=args.min_score,
+        )
     except ImageLoadError as err:
         print(f"addressclip predict: {err} (use --errors skip to answer the other images)", file=sys.stderr)
         return 1
@@ -68,9 +116,14 @@ def map_command(args: argparse.Namespace) -> int:
     """Plot every image's cosine similarity to ``args.query`` at its UTM position (paper Fig. 6)."""
     from addressclip_train.similarity_map import load_split, plot_similarity_map, query_similarity
 
+    out = args.out.expanduser()
+    if not out.parent.is_dir():
+        raise CommandError(f"--out {str(args.out)!r}: folder {str(out.parent)!r} does not exist")
+    if not os.access(out.parent, os.W_OK):
+        raise CommandError(f"--out {str(args.out)!r}: folder {str(out.parent)!r} is not writable")
     localizer = load_localizer(args.model, args.device)
     rows = load_split(args.dataset, args.split)
-    similarity = query_similarity(localizer, rows, args.query, batch_size=args.batch_size)
+    similarity = query_similarity(localizer, rows, args.query, batch_size=args.batch_size, progress=True)
     print(plot_similarity_map(rows, similarity, args.query, args.out, size=(args.width, args.height)))
     return 0
 
@@ -100,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict_parser.add_argument("--errors", choices=("raise", "skip"), default="raise", help="on an unreadable image")
     predict_parser.add_argument("--batch-size", type=int, default=8)
     predict_parser.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: first accelerator)")
+    predict_parser.add_argument(
+        "--min-score",
+        type=float,
+        default=None,
+        help="answer only addresses scoring at least this (default: the model's calibrated abstain threshold)",
+    )
     predict_parser.add_argument("images", nargs="+", help="image files")
     map_parser = commands.add_parser("map", help="similarity of every image in a split to a text, on the map")
     map_parser.add_argument("--model", required=True, help="saved model directory (with its processor)")
@@ -121,10 +180,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in FORWARDED:
         return forward(argv[0], argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if getattr(args, "top_k", 1) < 1:
-        build_parser().error("--top-k must be >= 1")
-    return predict(args) if args.command == "predict" else map_command(args)
+        parser.error("--top-k must be >= 1")
+    try:
+        check_model(args.model)
+        check_device(args.device)
+        return predict(args) if args.command == "predict" else map_command(args)
+    except CommandError as err:
+        print(f"addressclip {args.command}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -28,14 +28,34 @@ candidate addresses of its address bank ({{ bank_size }} addresses) and returns 
 
 ## Use
 
+`{{ repo }}` is {{ repo_note }}.
+
 ```python
-from transformers import AutoModel, AutoProcessor
-model = AutoModel.from_pretrained("{{ repo }}", trust_remote_code=True)
-processor = AutoProcessor.from_pretrained("{{ repo }}", trust_remote_code=True)
-scores, indices = model.localize(processor(images=image, return_tensors="pt")["pixel_values"], top_k=5)
-print([model.address_bank[i] for i in indices[0]])
+from transformers import pipeline
+
+localizer = pipeline("image-address-localization", model="{{ repo }}", trust_remote_code=True)
+localizer("street.jpg", top_k=5)  # [{"address", "score", "similarity", "main_street", ...}, ...]
+
+# transformers' zero-shot task works too; with trust_remote_code its default template is the address prompt
+labels = pipeline("zero-shot-image-classification", model="{{ repo }}", trust_remote_code=True)
+labels("street.jpg", candidate_labels=["Mannerheimintie", "Bulevardi"])
 ```
 
+`score` is a softmax over the candidates (a ranking score that sums to 1, not a calibrated probability of
+the place); `similarity` is the cosine between image and address embeddings.
+{% if abstention %}
+## Abstaining: "no confident address"
+
+The pipeline answers only when the top-1 `score` reaches `min_score`, whose default
+(`config.abstain_threshold` = {{ "%.4f"|format(threshold) }}) keeps {{ "%.0f"|format(100 * coverage) }}% of the
+query split answered; below it a photo (not a street view, not this city) gets `[]`. Pass `min_score=0` to
+always answer. The trade-off on the query split:
+
+| threshold (top-1 score) | answered | SSA-1 of the answered |
+|---|---|---|
+{% for row in abstention %}| {{ row }} |
+{% endfor %}
+{% endif %}
 ## Results on the `query` split of {{ dataset }}
 
 | metric | value |
@@ -76,6 +96,12 @@ Training data derived from OpenStreetMap: {{ attribution }}
 {% endif %}"""
 
 
+def _card_value(value: Any) -> Any:
+    """A recipe value as a reader wants it: enums by their value (``cosine``, not ``SchedulerType.COSINE``)."""
+    value = getattr(value, "value", value)
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
 def write_model_card(
     output_dir: str | Path,
     metrics: Mapping[str, float],
@@ -87,6 +113,11 @@ def write_model_card(
     limitations: str = "",
     license: str | None = None,
     dataset_hub_id: str | None = None,
+    abstention: Sequence[Any] = (),
+    threshold: float | None = None,
+    coverage: float | None = None,
+    repo_note: str | None = None,
+    repo: str | None = None,
 ) -> ModelCard:
     """Write ``README.md`` with eval results (``eval_ssa@1`` ...), the recipe and the data attribution.
 
@@ -120,13 +151,17 @@ def write_model_card(
         data,
         template_str=_CARD_TEMPLATE,
         model_id=model_id,
-        repo=model_id,
+        repo=repo or model_id,
         dataset=dataset,
         bank_size=bank_size,
         results=results,
-        recipe=[(k, json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in recipe.items()],
+        recipe=[(k, _card_value(v)) for k, v in recipe.items()],
         attribution=attribution,
         limitations=limitations,
+        abstention=[f"{p.threshold:.4f} | {100 * p.coverage:.1f}% | {100 * p.ssa_at_1:.2f}%" for p in abstention],
+        threshold=threshold or 0.0,
+        coverage=coverage or 0.0,
+        repo_note=repo_note or "this model's directory (after `push_to_hub`, its Hub repository id)",
     )
     card.save(Path(output_dir) / "README.md")
     return card

@@ -88,7 +88,7 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    """Where the IAL dataset comes from (schema in ARCHITECTURE.md)."""
+    """Where the IAL dataset comes from (schema in docs/structure.md)."""
 
     dataset_name: str | None = field(
         default=None,
@@ -108,6 +108,13 @@ class DataArguments:
         metadata={"help": "order each epoch so a batch holds distinct addresses (no same-address negatives in Eq. 1)"},
     )
     zero_shot_eval: bool = field(default=False, metadata={"help": "evaluate the initial model without training"})
+    abstain_coverage: float = field(
+        default=0.95,
+        metadata={
+            "help": "calibrate config.abstain_threshold (the pipeline's default min_score) so that this share of the "
+            "query split is answered; 0: never abstain"
+        },
+    )
 
 
 def load_splits(args: DataArguments) -> tuple[datasets.DatasetDict | datasets.IterableDatasetDict, str]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import datasets
 import matplotlib
 import numpy as np
+from tqdm.auto import tqdm
 
 from modeling_addressclip.address import Address
 from modeling_addressclip.data import undecoded_images
@@ -31,16 +32,16 @@ def load_split(dataset: str | None, split: str):
     return datasets.load_dataset(str(path), split=split)
 
 
-def query_similarity(localizer, rows, query: str, batch_size: int = 32) -> np.ndarray:
+def query_similarity(localizer, rows, query: str, batch_size: int = 32, progress: bool = False) -> np.ndarray:
     """Cosine similarity of every image in ``rows`` to ``query`` (encoded once, with the address template).
 
     Images are read undecoded, so they reach the model through the one image policy as in training.
     """
     text = localizer.encode_addresses([query])[0]
     images = undecoded_images(rows.select_columns(["image"]))
+    starts = tqdm(range(0, len(rows), batch_size), desc="embedding images", unit="batch", disable=not progress)
     scores = [
-        (localizer.embed_images(images[start : start + batch_size]["image"]) @ text).cpu().numpy()
-        for start in range(0, len(rows), batch_size)
+        (localizer.embed_images(images[start : start + batch_size]["image"]) @ text).cpu().numpy() for start in starts
     ]
     return np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
+from addressclip_train.abstention import calibrate
 from addressclip_train.checkpoints import last_complete_checkpoint
 from addressclip_train.reporting import plot_training_curves, write_model_card
 from addressclip_train.run import (
@@ -113,13 +114,26 @@ def main(argv: list[str] | None = None) -> dict:
         last = last_complete_checkpoint(training_args.output_dir, training_args.save_only_model)
         trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or last)
     metrics = trainer.evaluate()
-    trainer.save_metrics("eval", metrics)
     model.set_address_bank(bank, processor)  # the bank of the final weights, saved with them
+    curve = set_abstain_threshold(model, trainer, data_args.abstain_coverage, metrics)
+    trainer.save_metrics("eval", metrics)
     trainer.save_model(training_args.output_dir)
-    return finish(trainer, metrics, terms, model_args, splits["query"])
+    return finish(trainer, metrics, terms, model_args, splits["query"], curve)
 
 
-def finish(trainer, metrics, terms, model_args, query) -> dict:
+def set_abstain_threshold(model, trainer, coverage: float, metrics: dict) -> list:
+    """Calibrate ``config.abstain_threshold`` on the final query localization (0 coverage: never abstain)."""
+    if not coverage:
+        model.config.abstain_threshold = model.config.abstain_coverage = None
+        return []
+    point, curve = calibrate(*trainer.last_localization, coverage=coverage)
+    model.config.abstain_threshold, model.config.abstain_coverage = point.threshold, point.coverage
+    metrics.update(eval_abstain_threshold=point.threshold, eval_abstain_coverage=point.coverage)
+    metrics["eval_ssa@1_answered"] = point.ssa_at_1
+    return curve
+
+
+def finish(trainer, metrics, terms, model_args, query, curve=()) -> dict:
     """Model card, training curves, optional push, and the printed summary (main process only)."""
     args = trainer.args
     if not trainer.is_world_process_zero():
@@ -132,15 +146,26 @@ def finish(trainer, metrics, terms, model_args, query) -> dict:
         recipe_of(model_args, args),
         bank_size=len(trainer.bank_addresses),
         model_id=args.hub_model_id or Path(args.output_dir).name,
+        repo=args.hub_model_id or str(args.output_dir),
         attribution=terms.attribution,
         license=terms.license,
         dataset_hub_id=terms.hub_id,
+        abstention=curve,
+        threshold=trainer.model.config.abstain_threshold,
+        coverage=trainer.model.config.abstain_coverage,
+        repo_note=_repo_note(args),
     )
     example = example_localization(trainer, query)
     print(run_summary(metrics, args.output_dir, example))
     if args.push_to_hub:
         push(trainer)
     return metrics
+
+
+def _repo_note(args) -> str:
+    if args.hub_model_id or args.push_to_hub:
+        return "the Hub repository this run pushes to"
+    return f"this model's directory ({args.output_dir}); replace it with the Hub id once pushed"
 
 
 def example_localization(trainer, query) -> dict:

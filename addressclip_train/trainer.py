@@ -135,6 +135,7 @@ class AddressCLIPTrainer(Trainer):
         if len(self.top_k) < len(top_k):
             logger.warning(f"bank of {len(self.bank_addresses)} addresses: reporting only k in {self.top_k}")
         self._loss_parts: dict[str, list[torch.Tensor]] = defaultdict(list)  # on device: no sync per step
+        self.last_localization: tuple[list[list[str]], list[str], list[float]] | None = None
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -156,9 +157,14 @@ class AddressCLIPTrainer(Trainer):
             self._loss_parts.clear()
         super().log(logs, start_time)
 
-    @torch.no_grad()
     def localize_dataset(self, dataset) -> tuple[list[list[str]], list[str]]:
         """Top-k bank addresses for every row of ``dataset`` (in order) and the rows' reference addresses."""
+        ranked, references, _ = self.localize_with_scores(dataset)
+        return ranked, references
+
+    @torch.no_grad()
+    def localize_with_scores(self, dataset) -> tuple[list[list[str]], list[str], list[float]]:
+        """``localize_dataset`` plus each row's top-1 ``score`` (the pipeline's softmax over the bank)."""
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         model.eval()
@@ -171,20 +177,23 @@ class AddressCLIPTrainer(Trainer):
             collate_fn=collator,
             num_workers=self.args.dataloader_num_workers,
         )
-        ranked, refs = [], []
+        ranked, refs, top_scores = [], [], []
         for batch in self.accelerator.prepare(loader):
-            _, indices = model.localize(batch["pixel_values"].to(model.device), top_k=max(self.top_k))
-            indices, reference = self.accelerator.gather_for_metrics((indices, batch["reference"]))
+            similarity = model.address_similarity(batch["pixel_values"].to(model.device))
+            scores, indices = model.address_probabilities(similarity).topk(max(self.top_k), dim=-1)
+            indices, reference, scores = self.accelerator.gather_for_metrics((indices, batch["reference"], scores))
             ranked.extend(indices.tolist())
             refs.extend(reference.tolist())
+            top_scores.extend(scores[:, 0].tolist())
         model.train(was_training)
-        return [[self.bank_addresses[i] for i in row] for row in ranked], [names[i] for i in refs]
+        return [[self.bank_addresses[i] for i in row] for row in ranked], [names[i] for i in refs], top_scores
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """SSA@k / SA@k of the query split (paper §6.1), logged and passed to callbacks like Trainer's metrics."""
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
         start = time.time()
-        predictions, references = self.localize_dataset(dataset)
+        predictions, references, top_scores = self.localize_with_scores(dataset)
+        self.last_localization = (predictions, references, top_scores)  # for abstention.calibrate
         scores = address_accuracy(predictions, references, k=self.top_k)
         metrics = {f"{metric_key_prefix}_{name}": value for name, value in scores.items()}
         metrics[f"{metric_key_prefix}_samples"] = len(references)

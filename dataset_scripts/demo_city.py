@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -281,10 +282,13 @@ def load_demo_city(
 
     name = _cache_name(seed, image_size, max_addresses)
     directory = Path(cache_dir) / name if cache_dir else default_cache_dir(seed, image_size, max_addresses)
+    # A private datasets cache per build, beside it (not inside: the directory is what a user uploads), and
+    # emptied on every rebuild, since datasets' default cache key does not see a rebuild at one path.
+    arrow_cache = directory.parent / ".hf_datasets_cache" / directory.name
     if not (directory / "README.md").is_file():
+        shutil.rmtree(arrow_cache, ignore_errors=True)
         build_demo_city(directory, seed=seed, image_size=image_size, max_addresses=max_addresses)
-    # A private datasets cache inside the build: the default cache key does not see a rebuild at one path.
-    return datasets.load_dataset(str(directory), cache_dir=str(directory / ".hf_datasets_cache"))
+    return datasets.load_dataset(str(directory), cache_dir=str(arrow_cache))
 
 
 def plot_map(report: BuildReport, path: str | os.PathLike) -> None:

@@ -1,4 +1,4 @@
-"""The IAL dataset contract shared by every builder (ARCHITECTURE.md, "Dataset schema").
+"""The IAL dataset contract shared by every builder (docs/structure.md, "Dataset schema").
 
 * ``IAL_FEATURES``: the exact ``datasets.Features`` every builder emits.
 * ``validate_row``: strict per-row checks that name the offending row and field.

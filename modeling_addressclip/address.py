@@ -180,3 +180,21 @@ class Address:
 def parse_address(text: str) -> Address:
     """Shorthand for ``Address.parse``."""
     return Address.parse(text)
+
+
+_CLAIMS_ADDRESS = re.compile(r"\s(between|near)\s|\)\s*$")
+
+
+def parse_candidate(text: str) -> Address | None:
+    """The parts of a candidate text, or None for free text ("Broadway, Manhattan", "Mannerheimintie").
+
+    A text that claims the address forms (it has a ``between``/``near`` clause or ends in the release form's
+    ``(cross streets)``) must parse, and raises ``ValueError`` naming it if it does not; other texts are ranked
+    as they are, without parts.
+    """
+    try:
+        return Address.parse(text)
+    except ValueError:
+        if _CLAIMS_ADDRESS.search(text):
+            raise
+        return None

@@ -31,6 +31,12 @@ class AddressCLIPConfig(CLIPConfig):
         candidate addresses whose normalized text embeddings the model stores (see `set_address_bank`).
     address_bank_fingerprint (`str`, *optional*):
         fingerprint of the tokenizer + template the bank was encoded with; checked when the bank is used.
+    abstain_threshold (`float`, *optional*):
+        the pipeline's default ``min_score``: below this top-1 score it answers "no confident address".
+        Training sets it on the query split (the score that keeps ``abstain_coverage`` of in-domain photos
+        answered); None never abstains.
+    abstain_coverage (`float`, *optional*):
+        the share of the query split answered at ``abstain_threshold`` when it was calibrated.
     """
 
     model_type = "addressclip"
@@ -43,6 +49,8 @@ class AddressCLIPConfig(CLIPConfig):
     address_template: str = DEFAULT_ADDRESS_TEMPLATE
     address_bank: list[str] | None = None
     address_bank_fingerprint: str | None = None
+    abstain_threshold: float | None = None
+    abstain_coverage: float | None = None
 
     def validate_architecture(self):
         """Part of `@strict` validation: the recipe fields must make sense."""
@@ -50,6 +58,10 @@ class AddressCLIPConfig(CLIPConfig):
             raise ValueError(f"geography_target must be one of {GEOGRAPHY_TARGETS}, got {self.geography_target!r}")
         if "{address}" not in self.address_template:
             raise ValueError(f"address_template must contain '{{address}}', got {self.address_template!r}")
+        for name in ("abstain_threshold", "abstain_coverage"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
         for name in ("address_loss_weight", "caption_loss_weight", "geography_loss_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -1,4 +1,4 @@
-"""The collator: IAL dataset rows (schema in ARCHITECTURE.md) -> AddressCLIP model inputs.
+"""The collator: IAL dataset rows (schema in docs/structure.md) -> AddressCLIP model inputs.
 
 One processor object does the image and text processing, and one image policy
 (``image_utils.load_image``) turns files into RGB, in training, evaluation and the pipeline, so what

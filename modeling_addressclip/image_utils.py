@@ -4,8 +4,8 @@ Every path that turns a file into pixels calls :func:`load_image`: the dataset b
 resize), the collator (train rows), the trainer's evaluation, the pipeline, the CLI and the
 benchmarks. What it does, in order:
 
-1. open: a path, raw bytes, a ``datasets`` image dict (``{"bytes", "path"}``), a PIL image or an
-   ``(H, W[, C])`` / ``(C, H, W)`` array;
+1. open: a path, an ``http(s)://`` URL, raw bytes, a ``datasets`` image dict (``{"bytes", "path"}``), a PIL
+   image, or an ``(H, W[, C])`` / ``(C, H, W)`` array or tensor (uint8, or floats in [0, 1]);
 2. JPEG draft decoding when ``draft`` is given and the file is opened here: libjpeg scales by 1/2, 1/4
    or 1/8 while decoding, never below ``draft`` pixels a side (see :func:`draft_size`);
 3. PIL's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``);
@@ -19,6 +19,7 @@ Errors are :class:`ImageLoadError` (a ``ValueError``) naming the image.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import os
 from collections.abc import Sequence
@@ -111,7 +112,41 @@ def _array_image(array: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array))
 
 
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
+
+
+def _heif_supported(file: Any) -> bool:
+    """Whether ``file`` is a HEIC/HEIF photo (the iPhone default) and ``pillow-heif`` now reads it.
+
+    A HEIF file without the optional package raises a ``ValueError`` that names the install line.
+    """
+    if isinstance(file, io.BytesIO):
+        head = file.getvalue()[:12]
+    else:
+        with open(file, "rb") as handle:
+            head = handle.read(12)
+    if head[4:8] != b"ftyp" or head[8:12] not in _HEIF_BRANDS:
+        return False
+    if importlib.util.find_spec("pillow_heif") is None:
+        raise ValueError('a HEIC/HEIF photo needs the optional package pillow-heif: pip install "addressclip[heic]"')
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    return True
+
+
 def _open_file(file: Any, draft: int | None) -> Image.Image:
+    try:
+        return _decode_file(file, draft)
+    except UnidentifiedImageError:
+        if not _heif_supported(file):
+            raise
+        if isinstance(file, io.BytesIO):
+            file.seek(0)
+        return _decode_file(file, draft)
+
+
+def _decode_file(file: Any, draft: int | None) -> Image.Image:
     with Image.open(file) as image:
         if draft and image.format == "JPEG":
             image.draft("RGB", (draft, draft))
@@ -119,7 +154,32 @@ def _open_file(file: Any, draft: int | None) -> Image.Image:
         return to_rgb(image)
 
 
+URL_TIMEOUT_S = 10.0
+
+
+class UrlFetchError(OSError):
+    """An image URL could not be fetched (no network, refused, HTTP error)."""
+
+
+def fetch_url(url: str, timeout: float = URL_TIMEOUT_S) -> bytes:
+    """The bytes at an ``http(s)://`` URL (as ``transformers.image_utils.load_image`` fetches one), or
+    :class:`UrlFetchError`."""
+    from huggingface_hub.utils import httpx  # the HTTP client of the Hub stack (what transformers fetches with)
+
+    try:
+        response = httpx.get(url, timeout=timeout, follow_redirects=True)
+        response.raise_for_status()
+    except httpx.HTTPError as err:
+        reason = f"{type(err).__name__}: {err}"
+        raise UrlFetchError(f"cannot fetch URL {url!r} ({reason}); offline? pass a local file") from None
+    return response.content
+
+
 def _open(source: Any, draft: int | None) -> Image.Image:
+    if isinstance(source, torch.Tensor):
+        source = source.detach().cpu().float().numpy() if source.is_floating_point() else source.cpu().numpy()
+    if isinstance(source, str) and source.startswith(("http://", "https://")):
+        return _open_file(io.BytesIO(fetch_url(source)), draft)
     if isinstance(source, Image.Image):
         return to_rgb(source)
     if isinstance(source, np.ndarray):
@@ -139,7 +199,7 @@ def _open(source: Any, draft: int | None) -> Image.Image:
         source = path
     if isinstance(source, (str, os.PathLike)):
         return _open_file(source, draft)
-    raise TypeError(f"expected a file path, bytes, a PIL image or a numpy array, got {type(source).__name__}")
+    raise TypeError(f"expected a file path, URL, bytes, a PIL image, an array or a tensor, got {type(source).__name__}")
 
 
 def load_image(source: Any, draft: int | None = None, where: str | None = None) -> Image.Image:
@@ -154,6 +214,8 @@ def load_image(source: Any, draft: int | None = None, where: str | None = None) 
         image = _open(source, draft)
     except FileNotFoundError:
         raise ImageLoadError(f"{name} not found") from None
+    except UrlFetchError as err:
+        raise ImageLoadError(f"{name}: {err}") from None
     except Image.DecompressionBombError as err:
         raise ImageLoadError(f"{name} is refused as a possible decompression bomb: {err}") from None
     except UnidentifiedImageError:

@@ -6,8 +6,6 @@ the normalized text embeddings of every candidate address, encoded once and save
 weights, so localizing an image is one image encode and one matrix product.
 """
 
-from __future__ import annotations
-
 import hashlib
 import json
 import shutil
@@ -19,11 +17,17 @@ import torch
 import torch.nn.functional as F
 from transformers import CLIPConfig, CLIPModel
 from transformers.modeling_outputs import BaseModelOutputWithPooling
-from transformers.utils import ModelOutput
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs
+from transformers.utils.generic import can_return_tuple
 
 from .address import Address
 from .configuration_addressclip import AddressCLIPConfig
 from .losses import gather_with_grad, geography_matching_loss, image_text_contrastive_loss
+
+# The pipeline is imported so that transformers copies it into the remote-code cache with this file:
+# a model loaded with trust_remote_code=True then saves it again (save_pretrained copies HUB_FILES).
+from .pipeline_addressclip import TASK as PIPELINE_TASK  # noqa: F401, E402
 
 # Files copied into every saved model directory so it loads with ``trust_remote_code=True``.
 HUB_FILES = (
@@ -41,7 +45,13 @@ CUSTOM_PIPELINES = {
         "impl": "pipeline_addressclip.ImageAddressLocalizationPipeline",
         "pt": ["AutoModel"],
         "type": "image",
-    }
+    },
+    # transformers' zero-shot task, with the model's address template as the default hypothesis template
+    "zero-shot-image-classification": {
+        "impl": "pipeline_addressclip.AddressZeroShotImageClassificationPipeline",
+        "pt": ["AutoModelForZeroShotImageClassification"],
+        "type": "multimodal",
+    },
 }
 _LOADING_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "dtype", "output_loading_info")
 
@@ -108,7 +118,7 @@ class AddressCLIPModel(CLIPModel):
 
     # ----------------------------------------------------------------------------- loading / saving
     @classmethod
-    def from_clip_pretrained(cls, name_or_path: str | Path, **kwargs) -> AddressCLIPModel:
+    def from_clip_pretrained(cls, name_or_path: str | Path, **kwargs) -> "AddressCLIPModel":
         """Load a plain CLIP checkpoint (local dir or Hub id such as ``openai/clip-vit-base-patch16``).
 
         Keyword arguments that are ``AddressCLIPConfig`` fields override the recipe (e.g.
@@ -142,11 +152,21 @@ class AddressCLIPModel(CLIPModel):
                 shutil.copyfile(source / name, Path(save_directory) / name)
 
     # ----------------------------------------------------------------------------- forward
-    def _encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
-        outputs = self.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+    def _encode_text(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        position_ids: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor, BaseModelOutputWithPooling]:
+        """L2-normalized text embeddings and the text tower's output (``kwargs``: CLIP's output flags)."""
+        outputs = self.get_text_features(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs
+        )
         return F.normalize(outputs.pooler_output, dim=-1), outputs
 
     def _validate_inputs(self, input_ids, attention_mask, pixel_values, caption_input_ids, caption_attention_mask, utm):
+        """Name the input that is wrong; only shapes that CLIPModel's forward would also reject, and ours."""
         if input_ids is None:
             raise ValueError("input_ids (the address texts) are required")
         if pixel_values is None:
@@ -171,29 +191,39 @@ class AddressCLIPModel(CLIPModel):
                 raise ValueError(f"utm must have shape (batch, 2) = (east, north), got {tuple(utm.shape)}")
             _check_rows("utm", utm, 2, pixel_values.shape[0])
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
         pixel_values: torch.FloatTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        return_loss: bool | None = None,
+        interpolate_pos_encoding: bool = False,
         caption_input_ids: torch.LongTensor | None = None,
         caption_attention_mask: torch.Tensor | None = None,
         utm: torch.Tensor | None = None,
-        return_loss: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> AddressCLIPOutput | tuple:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> AddressCLIPOutput:
         r"""
-        input_ids / attention_mask: `(batch, seq)` address prompts (``config.address_template``).
+        CLIPModel's arguments, in CLIPModel's order, then AddressCLIP's (keep them that way: CLIP code passes
+        the first three by position).
+
+        input_ids / attention_mask / position_ids: `(batch, seq)` address prompts (``config.address_template``).
         pixel_values: `(batch, 3, H, W)` images, processed by the model's image processor.
+        return_loss: compute Eq. 6. ``None`` means "when ``utm`` is given" (training and evaluation batches).
+        interpolate_pos_encoding: as in CLIP, for images of another size than ``vision_config.image_size``.
         caption_input_ids / caption_attention_mask: `(batch, seq)` ``caption + " " + address`` texts (Eq. 2).
         utm: `(batch, 2)` UTM (east, north) of each image in metres (Eq. 3); it is the Trainer's label.
-        return_loss: compute Eq. 6. ``None`` means "when ``utm`` is given" (training and evaluation batches).
+        kwargs: CLIP's (``output_attentions``, ``output_hidden_states``, ...), passed to both towers as CLIP does;
+            ``return_dict=False`` returns ``to_tuple()``. The caption texts are encoded for their embedding only.
         """
         self._validate_inputs(input_ids, attention_mask, pixel_values, caption_input_ids, caption_attention_mask, utm)
-        vision = self.get_image_features(pixel_values=pixel_values, **kwargs)
+        vision = self.get_image_features(
+            pixel_values=pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs
+        )
         image_embeds = F.normalize(vision.pooler_output, dim=-1)
-        text_embeds, text = self._encode_text(input_ids, attention_mask)
+        text_embeds, text = self._encode_text(input_ids, attention_mask, position_ids, **kwargs)
         caption_embeds = None
         if caption_input_ids is not None:
             caption_embeds, _ = self._encode_text(caption_input_ids, caption_attention_mask)
@@ -206,8 +236,10 @@ class AddressCLIPModel(CLIPModel):
                     "the contrastive loss pairs row i of each"
                 )
             losses = self._losses(image_embeds, text_embeds, caption_embeds, utm)
-        logits_per_text = self.logit_scale.exp() * text_embeds @ image_embeds.t()
-        output = AddressCLIPOutput(
+        # As CLIPModel: the logits live where the text tower does (the towers may sit on different devices).
+        device = text_embeds.device
+        logits_per_text = self.logit_scale.exp().to(device) * text_embeds @ image_embeds.t().to(device)
+        return AddressCLIPOutput(
             **losses,
             logits_per_image=logits_per_text.t(),
             logits_per_text=logits_per_text,
@@ -217,20 +249,25 @@ class AddressCLIPModel(CLIPModel):
             text_model_output=text,
             vision_model_output=vision,
         )
-        return output if return_dict is not False else output.to_tuple()
 
     def _losses(self, image_embeds, text_embeds, caption_embeds, utm) -> dict[str, torch.Tensor]:
-        """Eq. 1, 2 and 5 on the (global) batch and their Eq. 6 sum; parts without inputs are left out."""
+        """Eq. 1, 2 and 5 on the (global) batch and their Eq. 6 sum; parts without inputs are left out.
+
+        Computed on the text tower's device, like CLIPModel's loss, when the towers sit on different devices.
+        """
         config = self.config
+        device = text_embeds.device
         gather = gather_with_grad if config.gather_across_ranks else (lambda t: t)
-        images = gather(image_embeds)
-        parts = {"loss_address": image_text_contrastive_loss(images, gather(text_embeds), self.logit_scale)}
+        images = gather(image_embeds.to(device))
+        logit_scale = self.logit_scale.to(device)
+        parts = {"loss_address": image_text_contrastive_loss(images, gather(text_embeds), logit_scale)}
         loss = config.address_loss_weight * parts["loss_address"]
         if caption_embeds is not None:
-            parts["loss_caption"] = image_text_contrastive_loss(images, gather(caption_embeds), self.logit_scale)
+            captions = gather(caption_embeds.to(device))
+            parts["loss_caption"] = image_text_contrastive_loss(images, captions, logit_scale)
             loss = loss + config.caption_loss_weight * parts["loss_caption"]
         if utm is not None:
-            global_utm = gather(utm.to(torch.float64))
+            global_utm = gather(utm.to(device=device, dtype=torch.float64))
             parts["loss_geography"] = geography_matching_loss(images, global_utm, config.geography_target)
             loss = loss + config.geography_loss_weight * parts["loss_geography"]
         return {"loss": loss, **parts}
@@ -316,6 +353,11 @@ class AddressCLIPModel(CLIPModel):
         bank = self.check_address_bank(processor) if bank is None else bank
         image = self.embed_images(pixel_values)
         return image.to(bank.dtype) @ bank.to(image.device).t()
+
+    def address_probabilities(self, similarity: torch.Tensor) -> torch.Tensor:
+        """Softmax over the candidates of the logit-scaled cosines (the pipeline's ``score``): a ranking score
+        that sums to 1 over the candidates, not a calibrated probability of the place."""
+        return (self.logit_scale.exp().float() * similarity.float()).softmax(dim=-1)
 
     @torch.no_grad()
     def localize(

@@ -6,7 +6,7 @@ import importlib
 import importlib.util
 from types import ModuleType
 
-EXTRAS = {"scipy": "pitts", "gradio": "app", "pillow_heif": "heic"}
+EXTRAS = {"scipy": "pitts", "pillow_heif": "heic"}
 
 
 class MissingDependencyError(ImportError):

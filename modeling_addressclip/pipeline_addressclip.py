@@ -21,15 +21,17 @@ raises :class:`ImageLoadError` naming it, or with
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
-from transformers import Pipeline
+from transformers import CLIPImageProcessorPil, Pipeline, ZeroShotImageClassificationPipeline
 
-from .address import Address
-from .image_utils import ImageLoadError, image_pixels, load_image
+from .address import Address, parse_candidate
+from .image_utils import ImageLoadError, draft_size, image_pixels, load_image
 
 TASK = "image-address-localization"
 ERROR_MODES = ("raise", "skip")
@@ -37,15 +39,52 @@ _CANDIDATE_CACHE_SIZE = 8
 
 
 def _candidate_key(candidates: Any) -> tuple[str, ...]:
-    """Validate ``candidate_addresses``: a non-empty list of parseable addresses, de-duplicated in order."""
+    """Validate ``candidate_addresses``: a non-empty list of texts, de-duplicated in order.
+
+    Free text is ranked as it is; a text that claims the address forms must parse (``parse_candidate``).
+    """
     if isinstance(candidates, str):
         candidates = [candidates]
     texts = tuple(dict.fromkeys(str(text) for text in candidates))
     if not texts:
         raise ValueError("candidate_addresses is empty")
     for text in texts:
-        Address.parse(text)
+        parse_candidate(text)
     return texts
+
+
+def pinned_image_processor(image_processor):
+    """The PIL CLIP image processor that training used, whatever backend ``AutoImageProcessor`` picked.
+
+    transformers 5 resolves a saved ``CLIPImageProcessor`` to its torchvision backend where torchvision is
+    installed; its resize and crop can differ from the PIL path our models were trained with, so the pipeline
+    rebuilds the same settings on ``CLIPImageProcessorPil``. Other processors are used as they are.
+    """
+    if image_processor is None or isinstance(image_processor, CLIPImageProcessorPil):
+        return image_processor
+    if type(image_processor).__name__.startswith("CLIPImageProcessor"):
+        settings = {k: v for k, v in image_processor.to_dict().items() if not k.startswith("_")}
+        settings.pop("image_processor_type", None)
+        return CLIPImageProcessorPil(**settings)
+    return image_processor
+
+
+def _as_inputs(images: Any) -> Any:
+    """A list of images for any sequence that is not itself one image (a ``datasets`` column, a tuple, ...)."""
+    single = (str, bytes, bytearray, dict, os.PathLike, Image.Image, np.ndarray, torch.Tensor)
+    if isinstance(images, single) or not hasattr(images, "__len__") or not hasattr(images, "__getitem__"):
+        return images
+    return list(images)
+
+
+def _parts(address: Address | None) -> dict[str, Any]:
+    if address is None:  # free text: ranked, but it has no parts
+        return {"main_street": None, "cross_streets": [], "neighborhood": None}
+    return {
+        "main_street": address.main_street,
+        "cross_streets": list(address.cross_streets),
+        "neighborhood": address.neighborhood,
+    }
 
 
 class ImageAddressLocalizationPipeline(Pipeline):
@@ -58,7 +97,11 @@ class ImageAddressLocalizationPipeline(Pipeline):
 
     Each prediction is ``{"address", "score", "similarity", "main_street", "cross_streets", "neighborhood"}``
     sorted by ``score`` (softmax over the candidates of the scaled cosine similarity; ``similarity`` is the
-    cosine itself, as returned by ``model.localize``).
+    cosine itself, as returned by ``model.localize``); free-text candidates have ``None`` parts.
+
+    ``min_score`` keeps only predictions scoring at least that much, so an image with no confident address
+    (not a street view, or not this city) gets ``[]``. Its default is the model's ``config.abstain_threshold``
+    (calibrated on the query split by training, see the model card), or 0 (never abstain) if it has none.
     """
 
     _load_processor = None
@@ -76,22 +119,41 @@ class ImageAddressLocalizationPipeline(Pipeline):
             )
         if not hasattr(self.model, "check_address_bank"):
             raise TypeError(f"image-address-localization needs an AddressCLIPModel, got {type(self.model).__name__}")
-        self._candidate_cache: OrderedDict[tuple[str, ...], tuple[list[str], torch.Tensor, list[Address]]]
+        self.image_processor = pinned_image_processor(self.image_processor)
+        self._candidate_cache: OrderedDict[tuple[str, ...], tuple[list[str], torch.Tensor, list[Address | None]]]
         self._candidate_cache = OrderedDict()
         self._blank: torch.Tensor | None = None
 
-    def __call__(self, images: Any, **kwargs: Any) -> Any:
-        """Localize one image (returns a list of ``top_k`` dicts) or a list of images (a list of such lists)."""
-        if isinstance(images, tuple):
-            images = list(images)
+    def __call__(self, images: Any = None, **kwargs: Any) -> Any:
+        """Localize one image (returns a list of ``top_k`` dicts) or a list of images (a list of such lists).
+
+        ``images`` (or ``inputs=``, as transformers' image pipelines take it): paths, URLs, raw bytes, PIL
+        images, arrays or tensors (HWC or CHW, uint8 or floats in [0, 1]), ``datasets`` image values or a
+        whole ``datasets`` image column.
+        """
+        if images is None:
+            images = kwargs.pop("inputs", None)
+        elif "inputs" in kwargs:
+            raise TypeError("give the images either positionally or as inputs=, not both")
+        if images is None:
+            raise TypeError("image-address-localization needs images (positionally or as inputs=)")
+        images = _as_inputs(images)
         if isinstance(images, list) and not images:
             return []
         return super().__call__(images, **kwargs)
 
     def _sanitize_parameters(
-        self, top_k: int | None = None, candidate_addresses: Any = None, errors: str | None = None
+        self,
+        top_k: int | None = None,
+        candidate_addresses: Any = None,
+        errors: str | None = None,
+        min_score: float | None = None,
     ):
         preprocess, forward, postprocess = {}, {}, {}
+        if min_score is not None:
+            if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not 0 <= min_score <= 1:
+                raise ValueError(f"min_score must be a number in [0, 1], got {min_score!r}")
+            postprocess["min_score"] = float(min_score)
         if errors is not None:
             if errors not in ERROR_MODES:
                 raise ValueError(f"errors must be one of {ERROR_MODES}, got {errors!r}")
@@ -117,16 +179,22 @@ class ImageAddressLocalizationPipeline(Pipeline):
     def _forward(self, model_inputs: dict[str, Any], candidates: tuple[str, ...] | None = None) -> dict[str, Any]:
         _, matrix, _ = self._candidates(candidates)
         similarity = self.model.address_similarity(model_inputs["pixel_values"], bank=matrix).float()
-        probabilities = (self.model.logit_scale.exp().float() * similarity).softmax(dim=-1)
+        probabilities = self.model.address_probabilities(similarity)
         return {"similarity": similarity, "probabilities": probabilities, "error": model_inputs["error"]}
 
     def postprocess(
-        self, model_outputs: dict[str, Any], top_k: int = 5, candidates: tuple[str, ...] | None = None
+        self,
+        model_outputs: dict[str, Any],
+        top_k: int = 5,
+        candidates: tuple[str, ...] | None = None,
+        min_score: float | None = None,
     ) -> list[dict[str, Any]] | dict[str, str]:
         error = model_outputs["error"]
         error = error[0] if isinstance(error, (list, tuple)) else error
         if error:
             return {"error": error}
+        if min_score is None:
+            min_score = getattr(self.model.config, "abstain_threshold", None) or 0.0
         texts, _, parsed = self._candidates(candidates)
         probabilities, similarity = model_outputs["probabilities"][0], model_outputs["similarity"][0]
         top = probabilities.topk(min(top_k, len(texts)))
@@ -135,11 +203,10 @@ class ImageAddressLocalizationPipeline(Pipeline):
                 "address": texts[i],
                 "score": float(probabilities[i]),
                 "similarity": float(similarity[i]),
-                "main_street": parsed[i].main_street,
-                "cross_streets": list(parsed[i].cross_streets),
-                "neighborhood": parsed[i].neighborhood,
+                **_parts(parsed[i]),
             }
             for i in top.indices.tolist()
+            if float(probabilities[i]) >= min_score
         ]
 
     # ----------------------------------------------------------------------------- candidates
@@ -150,7 +217,7 @@ class ImageAddressLocalizationPipeline(Pipeline):
             self._blank = blank.to(self.model.dtype)
         return self._blank
 
-    def _candidates(self, key: tuple[str, ...] | None) -> tuple[list[str], torch.Tensor, list[Address]]:
+    def _candidates(self, key: tuple[str, ...] | None) -> tuple[list[str], torch.Tensor, list[Address | None]]:
         """(texts, normalized (N, D) float matrix, parsed addresses) for the bank or a candidate list; cached."""
         key = key or ()
         if key in self._candidate_cache:
@@ -160,7 +227,7 @@ class ImageAddressLocalizationPipeline(Pipeline):
             texts, matrix = self.model.address_bank, self._bank_matrix()
         else:
             texts, matrix = list(key), self._candidate_matrix(key)
-        entry = (texts, matrix.float(), [Address.parse(text) for text in texts])
+        entry = (texts, matrix.float(), [parse_candidate(text) for text in texts])
         self._candidate_cache[key] = entry
         while len(self._candidate_cache) > _CANDIDATE_CACHE_SIZE:
             self._candidate_cache.popitem(last=False)
@@ -197,4 +264,36 @@ class ImageAddressLocalizationPipeline(Pipeline):
         return self.model.embed_images(image_pixels(self.image_processor, images)).float()
 
 
-__all__ = ["ERROR_MODES", "TASK", "ImageAddressLocalizationPipeline", "ImageLoadError", "load_image"]
+class AddressZeroShotImageClassificationPipeline(ZeroShotImageClassificationPipeline):
+    """transformers' ``zero-shot-image-classification`` with the model's address prompt as the default template.
+
+    transformers' default ``"This is a photo of {}."`` is not the text AddressCLIP was trained on (top-1 on the
+    demo's query split: 14.0% against 80.8% with the address template), so a saved AddressCLIP directory names
+    this class for that task (``custom_pipelines``) and ``pipeline("zero-shot-image-classification", model=DIR,
+    trust_remote_code=True)`` ranks labels as the model was trained to. Images go through the one image policy.
+    """
+
+    def _sanitize_parameters(self, tokenizer_kwargs=None, **kwargs):
+        preprocess, forward, postprocess = super()._sanitize_parameters(tokenizer_kwargs=tokenizer_kwargs, **kwargs)
+        template = getattr(self.model.config, "address_template", None)
+        if "hypothesis_template" not in kwargs and template:
+            preprocess["hypothesis_template"] = template.replace("{address}", "{}")
+        return preprocess, forward, postprocess
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.image_processor = pinned_image_processor(self.image_processor)
+
+    def preprocess(self, image, *args, **kwargs):
+        return super().preprocess(load_image(image, draft=draft_size(self.image_processor)), *args, **kwargs)
+
+
+__all__ = [
+    "ERROR_MODES",
+    "TASK",
+    "AddressZeroShotImageClassificationPipeline",
+    "ImageAddressLocalizationPipeline",
+    "ImageLoadError",
+    "load_image",
+    "pinned_image_processor",
+]

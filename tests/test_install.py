@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,8 +33,11 @@ def _torch_pin() -> str:
 def venv(tmp_path_factory) -> Path:
     """A fresh venv with the package installed from a wheel built from the checkout, no extras."""
     base = tmp_path_factory.mktemp("user")
-    wheels, env_dir = base / "wheels", base / "venv"
-    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels), str(ROOT)]
+    wheels, env_dir, source = base / "wheels", base / "venv", base / "source"
+    # A clean copy: setuptools reuses an in-tree build/, which can hold modules deleted since.
+    leftovers = shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", ".ci-cache", "__pycache__", "outputs")
+    shutil.copytree(ROOT, source, ignore=leftovers)
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels), str(source)]
     subprocess.run(build, check=True, capture_output=True, timeout=600)
     (wheel,) = wheels.glob("addressclip-*.whl")
     subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True, timeout=300)
