@@ -21,7 +21,7 @@ from .image_utils import ImageLoadError, image_pixels, load_image
 from .losses import gather_with_grad, geography_matching_loss, image_text_contrastive_loss
 from .modeling_addressclip import AddressCLIPModel, AddressCLIPOutput
 from .pipeline_addressclip import TASK as PIPELINE_TASK
-from .pipeline_addressclip import ImageAddressLocalizationPipeline
+from .pipeline_addressclip import AddressZeroShotImageClassificationPipeline, ImageAddressLocalizationPipeline
 from .tokenizer import build_clip_processor, build_clip_tokenizer, sync_text_config_with_tokenizer
 
 AutoConfig.register(AddressCLIPConfig.model_type, AddressCLIPConfig, exist_ok=True)
@@ -36,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Address",
+    "AddressZeroShotImageClassificationPipeline",
     "AddressCLIPCollator",
     "AddressCLIPConfig",
     "AddressCLIPModel",

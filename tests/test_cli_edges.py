@@ -40,7 +40,8 @@ def _one_line_error(proc: subprocess.CompletedProcess, text: str) -> None:
 
 
 def test_a_missing_model_directory_is_one_line(photo):
-    _one_line_error(run("predict", "--model", "/nonexistent", str(photo)), "model directory '/nonexistent' does not exist")
+    proc = run("predict", "--model", "/nonexistent", str(photo))
+    _one_line_error(proc, "model directory '/nonexistent' does not exist")
 
 
 def test_a_directory_that_is_not_a_model_is_one_line(photo, tmp_path):

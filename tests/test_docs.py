@@ -104,3 +104,15 @@ def test_not_slow_skips_what_the_readme_says_it_skips():
     slow = proc.stdout
     for expected in ("test_install.py", "test_distributed.py", "test_learning.py", "kill_9", "full_build"):
         assert expected in slow, f"{expected} is not marked slow"
+
+
+def test_the_addresses_the_readme_shows_are_in_the_demo_city():
+    from dataset_scripts import osm
+    from dataset_scripts.demo_city import plan_views
+
+    text = re.sub(r"\s+", " ", README)
+    quoted = set(re.findall(r"[*\"]([A-Z][^\"*]+ (?:between|near) [^\"*]+, [A-Z][\w-]+)[\"*]", text))
+    quoted |= set(re.findall(r"example query : (.+)", README))
+    assert quoted, "README.md shows no demo address"
+    demo = {plan.address.format() for plan in plan_views(osm.partition_streets(osm.HELSINKI_PBF), 0, None)}
+    assert quoted <= demo, quoted - demo
