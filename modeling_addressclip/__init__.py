@@ -4,7 +4,8 @@ Importing this package registers ``"addressclip"`` with ``AutoConfig``, ``AutoMo
 ``AutoModelForZeroShotImageClassification``, so ``AutoModel.from_pretrained(dir)`` works without
 ``trust_remote_code``; saved directories also carry the code for ``trust_remote_code=True``.
 It also registers the ``"image-address-localization"`` pipeline task. A saved directory names the task
-in its config (``custom_pipelines``), so ``pipeline(model=dir, trust_remote_code=True)`` works anywhere;
+in its config (``custom_pipelines``), so ``pipeline("image-address-localization", model=dir,
+trust_remote_code=True)`` works anywhere (it also names the zero-shot task, so the task must be given);
 without remote code pass ``pipeline_class=ImageAddressLocalizationPipeline``.
 
 This package is the Hub model library: it never imports ``dataset_scripts`` or ``addressclip_train``.

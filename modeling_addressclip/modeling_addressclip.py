@@ -39,7 +39,7 @@ HUB_FILES = (
     "pipeline_addressclip.py",
 )
 AUTO_CLASSES = ("AutoModel", "AutoModelForZeroShotImageClassification")
-# Written into the saved config so ``pipeline(model=dir, trust_remote_code=True)`` finds the task and its code.
+# Written into the saved config so ``pipeline(TASK, model=dir, trust_remote_code=True)`` finds each task's code.
 CUSTOM_PIPELINES = {
     "image-address-localization": {
         "impl": "pipeline_addressclip.ImageAddressLocalizationPipeline",

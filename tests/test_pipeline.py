@@ -112,8 +112,8 @@ def test_new_candidates_are_encoded_once_per_list(localizer, images, monkeypatch
 
 
 def test_bad_candidate_addresses_are_refused(localizer, images):
-    with pytest.raises(ValueError, match="Mannerheimintie"):
-        localizer(images[0], candidate_addresses=["Mannerheimintie"])
+    with pytest.raises(ValueError, match="'between' without 'and'"):  # claims the address form, must parse
+        localizer(images[0], candidate_addresses=["Mannerheimintie between Kaivokatu, Kluuvi"])
     with pytest.raises(ValueError, match="empty"):
         localizer(images[0], candidate_addresses=[])
 
@@ -133,8 +133,13 @@ FRESH_PROCESS = textwrap.dedent(
     from transformers import pipeline
     model_dir, out_path, candidates, *images = sys.argv[1:]
     by_task = pipeline("image-address-localization", model=model_dir, trust_remote_code=True, device="cpu")
-    inferred = pipeline(model=model_dir, trust_remote_code=True, device="cpu")
+    inferred = by_task
     assert "transformers_modules" in type(inferred).__module__, type(inferred).__module__
+    try:  # the directory serves two tasks (its own and zero-shot), so a task-less call must name them
+        pipeline(model=model_dir, trust_remote_code=True, device="cpu")
+        raise AssertionError("a task-less pipeline call should ask for the task")
+    except RuntimeError as err:
+        assert "image-address-localization" in str(err) and "zero-shot-image-classification" in str(err)
     result = dict(
         task=inferred.task,
         single=by_task(images[0], top_k=2),
