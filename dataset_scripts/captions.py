@@ -19,8 +19,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from dataset_scripts.ial_io import Reject, iter_annotations, resolve_key
+from dataset_scripts.ial_io import ImageKeys, Reject, iter_annotations
 from dataset_scripts.ial_report import SeenSet
+from modeling_addressclip.image_utils import load_image
 
 __all__ = ["DEFAULT_PROMPT", "caption_images", "done_keys", "keys_without_caption", "load_captioner"]
 
@@ -65,14 +66,18 @@ def keys_without_caption(
 
 
 def _batches(keys: Iterable[str], root: Path, size: int) -> Iterator[tuple[list[str], list[Image.Image], int]]:
-    """(keys, RGB images, unreadable count) per batch; unreadable images are skipped (the builder reports them)."""
+    """(keys, RGB images, unreadable count) per batch; unreadable images are skipped (the builder reports them).
+
+    Keys resolve as the builders resolve them (``ImageKeys``: with or without leading folder names) and
+    images are read by the package's one image policy, so the captioner sees what the model will see.
+    """
     batch_keys, images, skipped = [], [], 0
+    resolver = ImageKeys.under(root)
     for key in keys:
         try:
-            with Image.open(resolve_key(root, key)) as image:
-                images.append(image.convert("RGB"))
+            images.append(load_image(resolver.resolve(key)[0]))
             batch_keys.append(key)
-        except (Reject, OSError, ValueError, SyntaxError):
+        except (Reject, OSError, ValueError):
             skipped += 1
         if len(images) == size:
             yield batch_keys, images, skipped

@@ -4,10 +4,15 @@
 rows stream from the annotation readers through the checks into ``datasets``' own
 ``ParquetWriter`` (IAL_FEATURES), one shard at a time (≤ ``max_shard_bytes``). Memory is
 flat in the number of rows except ~8 bytes per key and one entry per location. Everything
-is written into a hidden temp directory and renamed at the end.
+is written into a hidden temp directory and renamed at the end, and only if the build is
+usable: a split without rows, or more rejected rows than ``--max-rejected-fraction`` (default
+0.5) of the input, raises ``BuildError`` (exit status 1) with the top reasons and a hint, and
+nothing appears at ``--output``. Image keys resolve through ``ial_io.ImageKeys``: each names
+exactly one file, relative to the builder's roots, with or without their folder names in front.
 
 ``python -m dataset_scripts.ial_builder --table rows.csv --image-root DIR --output OUT``
-builds a dataset from a user's own CSV/JSONL (splits 7:2:1 by location if it has none).
+builds a dataset from a user's own CSV/JSONL (splits 7:2:1 by location if it has none); its
+``image`` paths are relative to ``--image-root``, with or without that folder's own name in front.
 """
 
 from __future__ import annotations
@@ -20,15 +25,15 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from dataset_scripts.ial_io import Annotation, Reject, iter_table, read_image, resolve_key
+from dataset_scripts.ial_io import Annotation, ImageKeys, Reject, iter_table, read_image
 from dataset_scripts.ial_places import Locator, locate_in_zone, table_locator
-from dataset_scripts.ial_report import BuildReport, SeenSet, card_sections
+from dataset_scripts.ial_report import BuildReport, SeenSet, card_sections, publish_problems, refusal
 from dataset_scripts.ial_shards import ShardWriter
 from dataset_scripts.schema import (
     SPLITS,
@@ -46,7 +51,11 @@ SF_IAL_LARGE_IMAGES = 1_960_000
 
 
 class BuildError(RuntimeError):
-    """``--strict`` met a row it would have reported, or the inputs are unusable."""
+    """``--strict`` met a row it would have reported, or the inputs are unusable; ``report`` says what was read."""
+
+    def __init__(self, message: str, report: BuildReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass
@@ -59,6 +68,7 @@ class BuildOptions:
     max_shard_bytes: int = 500 * 2**20
     progress: bool | None = None
     seed: int = 0
+    max_rejected_fraction: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -74,7 +84,7 @@ class DatasetInfo:
 
 @dataclass
 class _Context:
-    root: Path
+    images: ImageKeys
     locate: Locator
     zone: str
     options: BuildOptions
@@ -97,12 +107,18 @@ def _address(annotation: Annotation) -> Address:
 
 
 def _row(annotation: Annotation, context: _Context) -> tuple[str, dict]:
-    """The checked row of one annotation and its split; ``Reject`` says why not."""
+    """The checked row of one annotation and its split; ``Reject`` says why not.
+
+    From the image on, the annotation carries its canonical key (relative to the root the file is under).
+    """
     if annotation.problem:
         raise Reject("annotation_malformed", f"{annotation.source}: {annotation.problem}")
-    path = resolve_key(context.root, annotation.key)
-    if not context.keys.add(annotation.key):
-        raise Reject("duplicate_key", f"{annotation.key!r} was already read")
+    path, key = context.images.resolve(annotation.key)
+    if not context.keys.add(key):
+        same = "" if key == annotation.key else f" (image {key!r})"
+        raise Reject("duplicate_key", f"{annotation.key!r}{same} was already read")
+    caption = annotation.caption or context.options.captions.get(annotation.key) or context.options.captions.get(key)
+    annotation = replace(annotation, key=key)
     address = _address(annotation)
     place = context.locate(annotation)
     lat, lon = locate_in_zone(place, context.zone, annotation.key)
@@ -112,11 +128,10 @@ def _row(annotation: Annotation, context: _Context) -> tuple[str, dict]:
     owner = context.owner.get(place.location_id, split)
     if owner != split:
         raise Reject("location_in_two_splits", f"location {place.location_id!r} is in {owner}, this row in {split}")
-    caption = annotation.caption or context.options.captions.get(annotation.key, "")
     row = {
         "image": read_image(path, annotation.key, context.options.image_size), "address": address.format(),
         "main_street": address.main_street, "cross_streets": list(address.cross_streets),
-        "neighborhood": address.neighborhood, "caption": caption, "latitude": lat, "longitude": lon,
+        "neighborhood": address.neighborhood, "caption": caption or "", "latitude": lat, "longitude": lon,
         "utm_east": place.east, "utm_north": place.north, "utm_zone": context.zone,
         "location_id": place.location_id, "heading": place.heading,
     }  # fmt: skip
@@ -128,8 +143,11 @@ def _row(annotation: Annotation, context: _Context) -> tuple[str, dict]:
     return split, row
 
 
-def _auto_splits(annotations: Callable[[], Iterable[Annotation]], locate: Locator, seed: int) -> dict[str, str] | None:
-    """If the first row names no split: the paper's 7:2:1 split by location (§5.1) of all rows; else None."""
+def _auto_splits(
+    annotations: Callable[[], Iterable[Annotation]], locate: Locator, images: ImageKeys, seed: int
+) -> dict[str, str] | None:
+    """If the first row names no split: the paper's 7:2:1 split by location (§5.1) of the rows with an image;
+    else None."""
     locations: dict[str, str] = {}
     named = unnamed = 0
     for annotation in annotations():
@@ -139,7 +157,8 @@ def _auto_splits(annotations: Callable[[], Iterable[Annotation]], locate: Locato
             return None  # the data brings its splits; a row without one is reported by the main pass
         named, unnamed = named + (annotation.split is not None), unnamed + (annotation.split is None)
         try:
-            locations.setdefault(locate(annotation).location_id, _parse(annotation.address).format())
+            place = locate(replace(annotation, key=images.resolve(annotation.key)[1]))
+            locations.setdefault(place.location_id, _parse(annotation.address).format())
         except (Reject, ValueError, TypeError):
             continue
     if named and unnamed:
@@ -159,7 +178,7 @@ def _write_rows(annotations: Iterable[Annotation], context: _Context, writers: d
         except Reject as reject:
             context.report.reject(annotation, reject)
             if context.options.strict:
-                raise BuildError(f"--strict: {annotation.source}: {reject}") from None
+                raise BuildError(f"--strict: {annotation.source}: {reject}", context.report) from None
             continue
         writers[split].write(row)
         context.report.written(split, row)
@@ -167,24 +186,34 @@ def _write_rows(annotations: Iterable[Annotation], context: _Context, writers: d
             bar.set_postfix(rejected=context.report.rows_rejected, refresh=False)
 
 
+def _check_publishable(report: BuildReport, options: BuildOptions, images: ImageKeys) -> None:
+    """``BuildError`` (with the report) if a split got no rows or too many rows were rejected."""
+    problems = publish_problems(report, options.max_rejected_fraction)
+    if problems:
+        raise BuildError(refusal(report, problems, {"image_missing": images.hint()}), report)
+
+
 def build_ial(
     output: str | os.PathLike,
     annotations: Callable[[], Iterable[Annotation]],
-    root: str | os.PathLike,
+    root: str | os.PathLike | ImageKeys,
     locate: Locator,
     info: DatasetInfo,
     options: BuildOptions | None = None,
 ) -> BuildReport:
-    """Write the IAL dataset directory ``output`` from ``annotations()`` (images below ``root``).
+    """Write the IAL dataset directory ``output`` from ``annotations()`` (images below ``root``, a folder or the
+    ``ImageKeys`` of the builder's key forms).
 
-    Returns the report (rows in = rows written + rows reported). Under ``options.strict`` the
-    first reported row raises ``BuildError`` and nothing appears at ``output``.
+    Returns the report (rows in = rows written + rows reported). ``BuildError`` (its ``report`` attached),
+    and nothing at ``output``, if a split got no rows, more than ``options.max_rejected_fraction`` of the
+    rows were rejected, or, under ``options.strict``, at the first reported row.
     """
     options = options or BuildOptions()
     output = Path(output).expanduser().resolve()
     report = BuildReport(output=str(output))
-    context = _Context(Path(root).resolve(), locate, info.zone, options, report)
-    context.splits = _auto_splits(annotations, locate, options.seed)
+    images = root if isinstance(root, ImageKeys) else ImageKeys.under(Path(root).resolve())
+    context = _Context(images, locate, info.zone, options, report)
+    context.splits = _auto_splits(annotations, locate, images, options.seed)
     temp = staging_directory(output)
     start = time.perf_counter()
     try:
@@ -195,6 +224,7 @@ def build_ial(
         report.locations = dict(Counter(context.owner.values()))
         report.seconds = time.perf_counter() - start
         report.auto_split = context.splits is not None
+        _check_publishable(report, options, images)
         body = info.description.strip() + "\n\n" + card_sections(report, SF_IAL_LARGE_IMAGES)
         metadata = dict(pretty_name=info.pretty_name, tags=list(info.tags), language=["en"])
         card = dataset_card(body, sizes, info.license, task_categories=["zero-shot-image-classification"], **metadata)
@@ -230,6 +260,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="dataset directory to write (parquet shards + README.md)")
     parser.add_argument("--report", help="write the validation report (JSON) here")
     parser.add_argument("--strict", action="store_true", help="fail on the first row that would be reported")
+    parser.add_argument(
+        "--max-rejected-fraction", type=float, default=0.5, metavar="F",
+        help="fail, publishing nothing, if more than this fraction of the rows is rejected (default 0.5; "
+        "a split without rows always fails)",
+    )  # fmt: skip
     parser.add_argument("--push-to-hub", metavar="REPO", help="then upload the directory to this Hub dataset repo")
     parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
     parser.add_argument("--image-size", type=int, help="store images with the shorter side resized to N pixels")
@@ -243,20 +278,37 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
     """``BuildOptions`` from the common arguments (loads ``--captions``)."""
     if args.image_size is not None and args.image_size < 8:
         raise SystemExit(f"--image-size must be at least 8, got {args.image_size}")
+    if not 0.0 <= args.max_rejected_fraction <= 1.0:
+        raise SystemExit(f"--max-rejected-fraction must be between 0 and 1, got {args.max_rejected_fraction}")
     captions: dict[str, str] = {}
     if args.captions:
         with open(args.captions, encoding="utf-8") as handle:
             captions = {r["key"]: r["caption"] for r in map(json.loads, filter(str.strip, handle))}
     return BuildOptions(
-        args.strict, args.image_size, captions, args.max_shard_mb * 2**20, not args.no_progress, args.seed
-    )
+        args.strict, args.image_size, captions, args.max_shard_mb * 2**20, not args.no_progress, args.seed,
+        args.max_rejected_fraction,
+    )  # fmt: skip
+
+
+def _save_failed_report(args: argparse.Namespace, report: BuildReport | None) -> str:
+    """Write the report of a failed build if ``--report`` asks for it; a line saying where every rejected row is."""
+    if report is None:
+        return ""
+    if args.report:
+        report.save(args.report)
+        return f"every rejected row is listed in {args.report}"
+    return "pass --report FILE to list every rejected row"
 
 
 def run_cli(args: argparse.Namespace, build: Callable[[BuildOptions], BuildReport]) -> int:
     """Build, write the report, print the one-line summary, push if asked; the exit status."""
     try:
         report = build(options_from_args(args))
-    except (BuildError, FileNotFoundError, ValueError) as err:
+    except BuildError as err:
+        note = _save_failed_report(args, err.report)
+        print(f"error: {err}" + (f"\n{note}" if note else ""), file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if args.report:
@@ -275,13 +327,16 @@ def main(argv: list[str] | None = None) -> int:
     """Build an IAL dataset from a user's own CSV/JSONL table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--table", required=True, help=".csv or .jsonl with the schema's columns (+ optional split)")
-    parser.add_argument("--image-root", required=True, help="folder the table's image paths are relative to")
+    parser.add_argument(
+        "--image-root", required=True, help="folder the table's image paths are relative to (its name in front or not)"
+    )
     parser.add_argument("--utm-zone", required=True, help='the dataset\'s UTM zone, e.g. "17T"')
     parser.add_argument("--name", default="IAL dataset", help="pretty name for the card")
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     info = DatasetInfo(args.name, args.utm_zone, f"# {args.name}\n\nBuilt from `{Path(args.table).name}`.")
-    return run_cli(args, lambda options: build_ial(args.output, lambda: iter_table(args.table), args.image_root,
+    images = ImageKeys.under(args.image_root, "--image-root")
+    return run_cli(args, lambda options: build_ial(args.output, lambda: iter_table(args.table), images,
                                                    table_locator(args.utm_zone), info, options))  # fmt: skip
 
 

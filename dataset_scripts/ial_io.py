@@ -4,7 +4,8 @@
   ``{relative image path: [caption, verbose_address, canonical_address]}``), read entry by
   entry so memory does not grow with the file;
 * a plain CSV / JSONL table with the schema's columns (users' own data);
-* image files below a data root (path safety, decodability, optional resize).
+* image files below a data root: ``ImageKeys`` resolves each key to exactly one file under the
+  accepted key forms (path safety kept), ``read_image`` checks decodability (optional resize).
 
 A row that cannot be used raises ``Reject(reason, detail)``; the builder reports it.
 """
@@ -15,6 +16,7 @@ import csv
 import json
 import os
 import re
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -27,7 +29,8 @@ from dataset_scripts.schema import SPLITS, encode_image
 from modeling_addressclip.image_utils import load_image
 
 __all__ = [
-    "REASONS", "RELEASE_FILES", "TABLE_COLUMNS", "Annotation", "Reject", "find_release_files", "iter_annotations",
+    "REASONS", "RELEASE_FILES", "TABLE_COLUMNS", "Annotation", "ImageKeys", "Reject", "find_release_files",
+    "iter_annotations",
     "iter_json_object", "iter_release_annotations", "iter_table", "read_image", "resolve_key",
 ]  # fmt: skip
 
@@ -38,6 +41,7 @@ REASONS = {
     "coordinates_outside_zone": "coordinates outside the UTM zone",
     "address_unparseable": "unparseable address",
     "path_escapes_root": "path escapes the data root",
+    "key_ambiguous": "key names two different files",
     "duplicate_key": "duplicate key",
     "location_in_two_splits": "location in two splits",
     "annotation_malformed": "malformed annotation entry",
@@ -236,16 +240,16 @@ def iter_table(path: str | os.PathLike) -> Iterator[Annotation]:
 _realpath = lru_cache(maxsize=4096)(os.path.realpath)  # folders are few; files are checked one by one
 
 
-def resolve_key(root: str | os.PathLike, key: str) -> str:
-    """``root/key`` as a string; ``Reject`` if ``key`` is absolute, climbs with ``..`` or resolves outside ``root``.
-
-    Plain string operations on purpose: ``pathlib`` interns every path component, which
-    would grow memory with the number of distinct file names.
-    """
+def _key_parts(key: str) -> list[str]:
+    """The ``/``-separated parts of a relative ``key``; ``Reject`` if it is absolute or climbs with ``..``."""
     parts = key.replace("\\", "/").split("/")
     if not key or key.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
         raise Reject("path_escapes_root", f"{key!r} is not a path inside the data root")
-    root = os.fspath(root)
+    return parts
+
+
+def _inside(root: str, parts: list[str], key: str) -> str:
+    """``root/parts`` as a string; ``Reject`` if it resolves outside ``root`` (symlink)."""
     path = os.path.join(root, *parts)
     real = os.path.join(_realpath(os.path.dirname(path)), parts[-1])
     if os.path.islink(real):
@@ -253,6 +257,96 @@ def resolve_key(root: str | os.PathLike, key: str) -> str:
     if not real.startswith(_realpath(root) + os.sep):
         raise Reject("path_escapes_root", f"{key!r} resolves outside {root} (symlink)")
     return path
+
+
+def resolve_key(root: str | os.PathLike, key: str) -> str:
+    """``root/key`` as a string; ``Reject`` if ``key`` is absolute, climbs with ``..`` or resolves outside ``root``.
+
+    Plain string operations on purpose: ``pathlib`` interns every path component, which
+    would grow memory with the number of distinct file names.
+    """
+    return _inside(os.fspath(root), _key_parts(key), key)
+
+
+def _file_id(path: str, key: str) -> tuple[int, int] | None:
+    """(device, inode) of the regular file at ``path``, None if there is none; ``Reject`` if it cannot be read."""
+    try:
+        info = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as err:
+        raise Reject("image_unreadable", f"{key!r}: {err}") from None
+    return (info.st_dev, info.st_ino) if stat.S_ISREG(info.st_mode) else None
+
+
+@dataclass(frozen=True)
+class ImageKeys:
+    """The key forms an annotation may name its image by, each key resolving to exactly one existing file.
+
+    A key is a path relative to one of ``roots`` (the data root first), written with or without
+    leading folders from ``names`` (the roots' own folder names, compared case-insensitively).
+    ``labels`` say in messages where each root came from (e.g. ``--sfxl-root/processed``).
+    """
+
+    roots: tuple[str, ...]
+    names: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+
+    @classmethod
+    def under(cls, root: str | os.PathLike, label: str = "the data root", names: tuple[str, ...] = ()) -> ImageKeys:
+        """Keys relative to the one folder ``root``, also written with its own name in front (``root.name/…``)."""
+        root = os.path.abspath(root)
+        return cls((root,), (os.path.basename(root), *names), (label,))
+
+    def _forms(self, parts: list[str]) -> Iterator[list[str]]:
+        """``parts`` as given, then without each run of leading folders found in ``names``."""
+        names = {name.casefold() for name in self.names}
+        yield parts
+        for index, part in enumerate(parts[:-1]):
+            if part.casefold() not in names:
+                return
+            yield parts[index + 1 :]
+
+    def resolve(self, key: str) -> tuple[str, str]:
+        """(path, canonical key) of the one file ``key`` names; the canonical key is relative to its root.
+
+        ``Reject``: ``path_escapes_root`` (no form stays inside its root), ``image_missing`` (no form
+        names a file) or ``key_ambiguous`` (two forms name different files).
+        """
+        parts, escaped, found = _key_parts(key), None, {}
+        for root in self.roots:
+            for form in self._forms(parts):
+                try:
+                    path = _inside(root, form, key)
+                except Reject as reject:
+                    escaped = escaped or reject
+                    continue
+                file_id = _file_id(path, key)
+                if file_id is not None:
+                    found.setdefault(file_id, (path, "/".join(form)))
+        if len(found) > 1:
+            paths = " and ".join(path for path, _ in found.values())
+            raise Reject("key_ambiguous", f"{key!r} names {paths}, which are different files")
+        if found:
+            return next(iter(found.values()))
+        if escaped is not None:
+            raise escaped
+        raise Reject("image_missing", f"{key!r} is no file under {self.where()}")
+
+    def where(self) -> str:
+        """The roots with their labels, for messages: ``--sfxl-root/processed (/data/sf_xl/processed) or …``."""
+        labels = self.labels or self.roots
+        return " or ".join(f"{label} ({root})" if label != root else root for label, root in zip(labels, self.roots))
+
+    def hint(self) -> str:
+        """What to check when keys name no file."""
+        labels = " or ".join(self.labels or self.roots)
+        unique: dict[str, str] = {}
+        for name in self.names:
+            unique.setdefault(name.casefold(), name)
+        folders = " or ".join(f"'{name}/'" for name in unique.values())
+        leading = f", with or without a leading {folders}" if folders else ""
+        return f"keys are resolved relative to {labels}{leading}; check the folder you passed"
 
 
 def _decode(data: bytes, image_size: int | None) -> bytes | None:

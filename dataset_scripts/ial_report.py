@@ -1,4 +1,5 @@
-"""What an IAL build did: rows in / written / reported (with reasons), split statistics, card sections."""
+"""What an IAL build did: rows in / written / reported (with reasons), split statistics, card sections, and why a
+build must not be published (a split without rows, most rows rejected)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import hashlib
 import json
 import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,7 +15,23 @@ import numpy as np
 from dataset_scripts.ial_io import REASONS, Annotation, Reject
 from dataset_scripts.schema import SPLITS
 
-__all__ = ["BuildReport", "SeenSet", "card_sections"]
+__all__ = ["HINTS", "BuildReport", "SeenSet", "card_sections", "publish_problems", "refusal"]
+
+HINTS = {
+    "image_missing": "keys are resolved relative to the image folder; check the folder you passed",
+    "image_unreadable": "the files are truncated or not images: check the download",
+    "coordinates_missing": "coordinates come from @-names, datasets/pitts250k_*.mat entries or the table's "
+    "utm_east/utm_north or latitude/longitude columns",
+    "coordinates_outside_zone": "the images are not in the dataset's UTM zone: check the zone and the coordinates",
+    "address_unparseable": 'addresses read "Main between Cross and Cross, Neighborhood", "Main near Cross, '
+    'Neighborhood" or the release form "Main, Neighborhood (Cross, Cross)"',
+    "path_escapes_root": "keys must be relative paths that stay inside the image folder (symlinks included)",
+    "key_ambiguous": "two accepted forms of the key name different files: fix the key or remove one file",
+    "duplicate_key": "each image may be annotated once",
+    "location_in_two_splits": "all views of one location must be in the same split",
+    "annotation_malformed": "check the format of --annotations",
+    "schema_invalid": "the row breaks dataset_scripts.schema.IAL_FEATURES",
+}
 
 
 class SeenSet:
@@ -74,6 +92,13 @@ class BuildReport:
     def reasons(self) -> dict[str, int]:
         return dict(Counter(r["reason"] for r in self.reported))
 
+    def top_reasons(self, count: int = 3) -> list[tuple[str, int, dict]]:
+        """The ``count`` most frequent reasons: (reason, rows, the first such row)."""
+        first: dict[str, dict] = {}
+        for row in self.reported:
+            first.setdefault(row["reason"], row)
+        return [(reason, n, first[reason]) for reason, n in Counter(self.reasons).most_common(count)]
+
     def reject(self, annotation: Annotation, reject: Reject) -> None:
         """Record one row that is not written."""
         self.reported.append(
@@ -119,6 +144,40 @@ class BuildReport:
             f"{self.rows_in} rows in, {self.rows_written} written ({written}), {self.rows_rejected} reported "
             f"({reasons}); {self.seconds:.1f} s, {rate:.0f} rows/s -> {self.output}"
         )
+
+
+def _empty_split(report: BuildReport, split: str) -> str:
+    rejected = sum(row["split"] == split for row in report.reported)
+    if rejected:
+        return f"{split} ({rejected} rejected)"
+    return split if report.auto_split else f"{split} (none annotated)"
+
+
+def publish_problems(report: BuildReport, max_rejected_fraction: float) -> list[str]:
+    """Why the dataset of ``report`` must not be published: splits without rows, more rows rejected than allowed."""
+    problems = []
+    empty = [_empty_split(report, split) for split in SPLITS if not report.images[split]]
+    if empty:
+        problems.append(f"no rows in split(s) {', '.join(empty)}")
+    if report.rows_in and report.rows_rejected > max_rejected_fraction * report.rows_in:
+        problems.append(
+            f"{report.rows_rejected} of {report.rows_in} rows rejected ({report.rows_rejected / report.rows_in:.0%}; "
+            f"--max-rejected-fraction is {max_rejected_fraction:g})"
+        )
+    return problems
+
+
+def refusal(report: BuildReport, problems: list[str], hints: Mapping[str, str] | None = None) -> str:
+    """The message of a build that is not published: its problems, the top 3 reasons with an example and a hint."""
+    lines = [f"not publishing {report.output}: {'; '.join(problems)}."]
+    top = report.top_reasons(3)
+    if top:
+        lines.append("top reasons rows were rejected:")
+    for reason, count, row in top:
+        lines.append(f"  {REASONS[reason]} [{reason}]: {count} row(s), e.g. {row['source']}: {row['detail']}")
+        lines.append(f"    hint: {(hints or {}).get(reason) or HINTS[reason]}")
+    lines.append(f"Nothing was written at {report.output}.")
+    return "\n".join(lines)
 
 
 def card_sections(report: BuildReport, large_images: int) -> str:

@@ -7,6 +7,12 @@
 (their ``dbStruct`` gives every image's UTM, zone 17T), or datasets_vg ``@``-named images
 whose names carry the coordinates. ``--annotations`` is the release folder (``*_train.json``,
 ``*_database.json``, ``*_queries.json``) or a CSV/JSONL table with the schema's columns.
+Annotation keys are paths relative to ``--pitts-root`` (``000/000000_pitch1_yaw1.jpg``,
+``queries_real/000/…``), with or without a leading ``pitts250k/`` or the root folder's own name
+(``Pitts250k/000/…``); each must name exactly one existing file (two different ones: reported as
+``key_ambiguous``), and the dataset stores it under its key relative to the root. A build that
+writes no row to a split, or rejects more than ``--max-rejected-fraction`` of its rows, fails and
+writes nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from dataset_scripts.ial_builder import BuildOptions, DatasetInfo, add_common_arguments, build_ial, run_cli
-from dataset_scripts.ial_io import Annotation, Reject, iter_annotations
+from dataset_scripts.ial_io import Annotation, ImageKeys, Reject, iter_annotations
 from dataset_scripts.ial_places import Place, place_from_vg_name, prefer_table
 from dataset_scripts.ial_report import BuildReport
 from dataset_scripts.vg_names import is_vg_name
@@ -30,6 +36,7 @@ __all__ = ["PITTS_ZONE", "PittsIndex", "build_pitts_ial", "read_pitts_mat"]
 
 PITTS_ZONE = "17T"
 QUERY_FOLDER = "queries_real"
+ROOT_NAME = "pitts250k"
 _PLACE = re.compile(r"^(\d+)_pitch\d+_yaw\d+\.\w+$")
 DB_FIELDS = ("whichSet", "dbImageFns", "utmDb", "qImageFns", "utmQ", "numImages", "numQueries")
 
@@ -145,11 +152,16 @@ def build_pitts_ial(
     if not root.is_dir():
         raise FileNotFoundError(f"--pitts-root {root} is not a directory")
     locate = prefer_table(PittsIndex.load(root).locate, PITTS_ZONE)
-    return build_ial(output, lambda: iter_annotations(annotations), root, locate, INFO, options)
+    images = ImageKeys.under(root, "--pitts-root", names=(ROOT_NAME,))
+    return build_ial(output, lambda: iter_annotations(annotations), images, locate, INFO, options)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Build Pitts-IAL from Pitts250k + AddressCLIP annotations.")
+    parser = argparse.ArgumentParser(
+        description="Build Pitts-IAL from Pitts250k + AddressCLIP annotations.",
+        epilog="Annotation keys are relative to --pitts-root (000/000000_pitch1_yaw1.jpg), with or without a "
+        "leading pitts250k/ or the root folder's own name; each must name one file.",
+    )
     parser.add_argument("--pitts-root", required=True, help="folder with 000/…010/, queries_real/ and datasets/")
     parser.add_argument(
         "--annotations", required=True, help="release folder (*_train/_database/_queries.json) or table"

@@ -5,9 +5,15 @@
 
 SF-XL ``processed/`` holds 512x512 crops named ``@UTM_east@UTM_north@10@S@lat@lon@pano_id@…@.jpg``
 (12 per panorama; the pano_id is the location). ``--sfxl-root`` is the SF-XL folder holding
-``processed/`` (or ``processed/`` itself); annotation keys are paths relative to ``processed/``.
+``processed/`` (or ``processed/`` itself). The release does not document its key format, so an
+annotation key may be a path relative to ``processed/`` (``train/@…@.jpg``) or to the SF-XL folder
+(``processed/train/@…@.jpg``, or another top folder there), and may carry the SF-XL folder's own
+name in front (``sf_xl/processed/train/@…@.jpg``). Each key must name exactly one existing file: a
+key that two forms read as different files is reported (``key_ambiguous``), never guessed. The
+dataset stores every image under its key relative to ``processed/``, whichever form it was given in.
 The area of each config is whatever its annotation files cover: with files for both configs
-in one folder, the one whose name contains ``base``/``large`` is used.
+in one folder, the one whose name contains ``base``/``large`` is used. A build that writes no
+row to a split, or rejects more than ``--max-rejected-fraction`` of its rows, fails and writes nothing.
 """
 
 from __future__ import annotations
@@ -17,11 +23,11 @@ import sys
 from pathlib import Path
 
 from dataset_scripts.ial_builder import BuildOptions, DatasetInfo, add_common_arguments, build_ial, run_cli
-from dataset_scripts.ial_io import Annotation, iter_annotations
+from dataset_scripts.ial_io import Annotation, ImageKeys, iter_annotations
 from dataset_scripts.ial_places import Place, place_from_vg_name, prefer_table
 from dataset_scripts.ial_report import BuildReport
 
-__all__ = ["CONFIGS", "SF_ZONE", "build_sf_ial", "processed_root"]
+__all__ = ["CONFIGS", "SF_ZONE", "build_sf_ial", "image_keys", "processed_root"]
 
 SF_ZONE = "10S"
 CONFIGS = {
@@ -70,6 +76,16 @@ def processed_root(sfxl_root: str | Path) -> Path:
     return root / "processed" if (root / "processed").is_dir() else root
 
 
+def image_keys(sfxl_root: str | Path) -> ImageKeys:
+    """Keys relative to ``processed/`` or to the SF-XL folder, with or without ``processed/`` or its name in front."""
+    root = Path(sfxl_root).absolute()
+    processed = processed_root(root)
+    if processed == root:
+        return ImageKeys.under(root, "--sfxl-root", names=("processed",))
+    roots, labels = (str(processed), str(root)), ("--sfxl-root/processed", "--sfxl-root")
+    return ImageKeys(roots, ("processed", root.name), labels)
+
+
 def _locate(annotation: Annotation) -> Place:
     return place_from_vg_name(annotation.key, SF_ZONE)
 
@@ -87,14 +103,18 @@ def build_sf_ial(
     name, area = CONFIGS[config]
     tags = ("image-address-localization", "san-francisco", "sf-xl")
     info = DatasetInfo(name, SF_ZONE, CARD.format(name=name, area=area), tags=tags)
-    root = processed_root(sfxl_root)
+    images = image_keys(sfxl_root)
     locate = prefer_table(_locate, SF_ZONE)
     others = tuple(c for c in CONFIGS if c != config)
-    return build_ial(output, lambda: iter_annotations(annotations, config, others), root, locate, info, options)
+    return build_ial(output, lambda: iter_annotations(annotations, config, others), images, locate, info, options)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Build SF-IAL-Base/Large from SF-XL processed/ + AddressCLIP.")
+    parser = argparse.ArgumentParser(
+        description="Build SF-IAL-Base/Large from SF-XL processed/ + AddressCLIP.",
+        epilog="Annotation keys may be relative to --sfxl-root/processed (train/@...jpg) or to --sfxl-root "
+        "(processed/train/@...jpg), with or without the SF-XL folder's name in front; each must name one file.",
+    )
     parser.add_argument("--sfxl-root", required=True, help="SF-XL folder holding processed/ (or processed/ itself)")
     parser.add_argument(
         "--annotations", required=True, help="release folder (*_train/_database/_queries.json) or table"

@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dataset_scripts import ial_builder
-from dataset_scripts.ial_io import Reject, iter_json_object, resolve_key
+from dataset_scripts.ial_io import ImageKeys, Reject, iter_json_object, resolve_key
 from dataset_scripts.ial_report import SeenSet
 from dataset_scripts.schema import IAL_FEATURES, SPLITS
 from dataset_scripts.vg_names import VGName, format_vg_name, is_vg_name, parse_vg_name
@@ -80,6 +81,52 @@ def test_resolve_key_keeps_paths_inside_the_root(tmp_path):
         assert caught.value.reason == "path_escapes_root"
 
 
+def test_image_keys_accept_each_form_and_name_exactly_one_file(tmp_path):
+    sfxl, elsewhere = tmp_path / "sf_xl", tmp_path / "big_disk" / "processed"
+    (elsewhere / "train").mkdir(parents=True)
+    (elsewhere / "train" / "a.jpg").write_bytes(b"a")
+    (sfxl / "small").mkdir(parents=True)
+    (sfxl / "small" / "b.jpg").write_bytes(b"b")
+    os.symlink(elsewhere, sfxl / "processed")  # processed/ on another disk: read through --sfxl-root/processed
+    keys = ImageKeys(
+        (str(sfxl / "processed"), str(sfxl)), ("processed", "sf_xl"), ("--sfxl-root/processed", "--sfxl-root")
+    )
+    found = str(sfxl / "processed" / "train" / "a.jpg")
+    for key in ("train/a.jpg", "processed/train/a.jpg", "sf_xl/processed/train/a.jpg", "SF_XL\\train\\a.jpg"):
+        assert keys.resolve(key) == (found, "train/a.jpg"), key
+    assert keys.resolve("small/b.jpg") == (str(sfxl / "small" / "b.jpg"), "small/b.jpg")  # another top folder
+    (elsewhere / "small").mkdir()
+    os.link(sfxl / "small" / "b.jpg", elsewhere / "small" / "b.jpg")  # the same file by two forms: not ambiguous
+    assert keys.resolve("small/b.jpg") == (str(sfxl / "processed" / "small" / "b.jpg"), "small/b.jpg")
+    (elsewhere / "small" / "b.jpg").unlink()
+    (elsewhere / "small" / "b.jpg").write_bytes(b"another b")
+    for key, reason in [("small/b.jpg", "key_ambiguous"), ("train/none.jpg", "image_missing"),
+                        ("processed/../x.jpg", "path_escapes_root"), ("/etc/passwd", "path_escapes_root")]:  # fmt: skip
+        with pytest.raises(Reject) as caught:
+            keys.resolve(key)
+        assert caught.value.reason == reason, key
+    where = f"--sfxl-root/processed ({sfxl / 'processed'}) or --sfxl-root ({sfxl})"
+    with pytest.raises(Reject, match=re.escape(f"'train/none.jpg' is no file under {where}")):
+        keys.resolve("train/none.jpg")
+    assert keys.hint().startswith("keys are resolved relative to --sfxl-root/processed or --sfxl-root, with or")
+
+
+def test_image_keys_never_read_through_a_link_that_leaves_the_root(tmp_path):
+    root = tmp_path / "photos"
+    root.mkdir()
+    (tmp_path / "secret.jpg").write_bytes(b"x")
+    os.symlink(tmp_path / "secret.jpg", root / "link.jpg")
+    keys = ImageKeys.under(root, "--image-root")
+    for key in ("link.jpg", "photos/link.jpg", "../secret.jpg"):
+        with pytest.raises(Reject) as caught:
+            keys.resolve(key)
+        assert caught.value.reason == "path_escapes_root", key
+    (root / "a.jpg").write_bytes(b"a")
+    assert keys.resolve("photos/a.jpg") == (str(root / "a.jpg"), "a.jpg")
+    with pytest.raises(Reject, match="is no file under --image-root"):
+        keys.resolve("b.jpg")
+
+
 def _table_rows(tmp_path: Path, locations: int = 20) -> list[dict]:
     rows = []
     for loc in range(locations):
@@ -117,7 +164,7 @@ def test_csv_without_splits_is_split_7_2_1_by_location(tmp_path):
 
 
 def test_jsonl_with_splits_and_bad_rows(tmp_path):
-    rows = [dict(r, split=SPLITS[i % 3 and 0]) for i, r in enumerate(_table_rows(tmp_path, 4))]
+    rows = [dict(r, split=SPLITS[max(0, i // 3 - 1)]) for i, r in enumerate(_table_rows(tmp_path, 4))]
     rows += [{"image": "img/000_0.jpg", "address": "x", "color": "red"}, {"image": "img/001_0.jpg"}]
     lines = [json.dumps(r) for r in rows] + ["{broken", "[1, 2]"]
     (tmp_path / "rows.jsonl").write_text("\n".join(lines) + "\n")
@@ -127,7 +174,8 @@ def test_jsonl_with_splits_and_bad_rows(tmp_path):
     report = ial_builder.build_ial(
         tmp_path / "out", lambda: ial_builder.iter_table(table), tmp_path, locate, info, options
     )
-    assert report.rows_in == 16 and report.images["train"] == 12 and report.reasons == {"annotation_malformed": 4}
+    assert report.rows_in == 16 and report.reasons == {"annotation_malformed": 4}
+    assert dict(report.images) == {"train": 6, "database": 3, "query": 3}
     assert not report.auto_split
     row = next(iter(load_dataset(str(tmp_path / "out"), split="train", streaming=True)))
     assert row["utm_zone"] == "35V" and math.isclose(row["latitude"], 60.17) and row["heading"] == 0.0

@@ -10,7 +10,7 @@ import pytest
 from datasets import load_dataset
 
 from dataset_scripts import pitts_ial
-from dataset_scripts.ial_builder import BuildOptions
+from dataset_scripts.ial_builder import BuildError, BuildOptions
 from dataset_scripts.schema import IAL_FEATURES, SPLITS
 from fixtures.raw_layouts import PITTS_CENTER, make_pitts_tree, make_vg_tree, write_pitts_mat
 
@@ -69,7 +69,7 @@ def test_strict_fails_on_the_first_bad_row_and_writes_nothing(tmp_path, capsys):
 
 def test_push_to_hub_offline_fails_clearly_after_a_complete_directory(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    tree = make_pitts_tree(tmp_path, places=6, views=1)
+    tree = make_pitts_tree(tmp_path, places=6, views=3)
     args = ["--pitts-root", str(tree.root), "--annotations", str(tree.annotations), "--output", str(tmp_path / "out"),
             "--push-to-hub", "someone/pitts-ial", "--no-progress", "--image-size", "8"]  # fmt: skip
     assert pitts_ial.main(args) == 2
@@ -110,3 +110,61 @@ def test_mat_reader_is_strict_about_fields_and_shapes(tmp_path):
     scipy.io.savemat(str(path), {"other": 1})
     with pytest.raises(ValueError, match="no 'dbStruct'"):
         pitts_ial.read_pitts_mat(path)
+
+
+def _built_shards(out) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted((out / "data").iterdir())}
+
+
+@pytest.mark.parametrize("folder", ["pitts250k", "Pitts250k"])
+def test_keys_with_a_leading_folder_build_the_same_dataset(tmp_path, folder):
+    tree = make_pitts_tree(tmp_path)
+    options = BuildOptions(progress=False)
+    plain = pitts_ial.build_pitts_ial(tree.root, tree.annotations, tmp_path / "plain", options)
+    tree.rekey(folder)  # the root folder is named Pitts250k
+    prefixed = pitts_ial.build_pitts_ial(tree.root, tree.annotations, tmp_path / "prefixed", options)
+    assert sorted((r["key"], r["reason"]) for r in prefixed.reported) == sorted(tree.planted)
+    assert prefixed.reasons == plain.reasons and dict(prefixed.images) == dict(plain.images)
+    assert _built_shards(tmp_path / "prefixed") == _built_shards(tmp_path / "plain")
+
+
+def test_a_leading_folder_that_also_exists_inside_the_root_is_ambiguous(tmp_path):
+    tree = make_pitts_tree(tmp_path)
+    key = "000/000002_pitch1_yaw1.jpg"
+    inner = tree.root / "pitts250k" / key
+    inner.parent.mkdir(parents=True)
+    inner.write_bytes((tree.root / key).read_bytes() + b"other")
+    tree.rekey("pitts250k")
+    report = pitts_ial.build_pitts_ial(tree.root, tree.annotations, tmp_path / "out", BuildOptions(progress=False))
+    assert [r["key"] for r in report.reported if r["reason"] == "key_ambiguous"] == [f"pitts250k/{key}"]
+    assert report.rows_written == sum(tree.expected.values()) - 1
+
+
+def test_a_query_split_whose_rows_are_all_rejected_fails_naming_it(tmp_path, capsys):
+    tree = make_pitts_tree(tmp_path)
+    for key, value in tree.entries["query"]:
+        if isinstance(value, list):  # not the planted malformed entry, whose key is a train image
+            (tree.root / key).unlink()
+    args = ["--pitts-root", str(tree.root), "--annotations", str(tree.annotations), "--output", str(tmp_path / "out"),
+            "--no-progress"]  # fmt: skip
+    assert pitts_ial.main(args) == 1
+    err = capsys.readouterr().err
+    assert "no rows in split(s) query (9 rejected)." in err and "image missing [image_missing]: 9 row(s)" in err
+    assert "hint: keys are resolved relative to --pitts-root, with or without a leading 'Pitts250k/'" in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(BuildError, match=r"split\(s\) query") as caught:
+        pitts_ial.build_pitts_ial(tree.root, tree.annotations, tmp_path / "out", BuildOptions(progress=False))
+    assert caught.value.report.images["train"] == tree.expected["train"]
+
+
+def test_a_table_without_splits_locates_prefixed_keys_through_the_mat_files(tmp_path):
+    tree = make_pitts_tree(tmp_path)
+    planted = {key for key, _ in tree.planted}
+    good = [(key, value) for rows in tree.entries.values() for key, value in rows if key not in planted]
+    table = tmp_path / "rows.jsonl"
+    table.write_text(
+        "".join(json.dumps({"image": f"Pitts250k/{key}", "address": value[2]}) + "\n" for key, value in good)
+    )
+    report = pitts_ial.build_pitts_ial(tree.root, table, tmp_path / "out", BuildOptions(progress=False))
+    assert report.auto_split and report.rows_written == report.rows_in == len(good) and not report.reported
+    assert sum(report.locations.values()) == 12  # 10 Pitts250k places + 2 query places, each in one split
