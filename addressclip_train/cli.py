@@ -2,6 +2,7 @@
 
 addressclip predict --model DIR [--top-k 5] [--json] [--errors raise|skip] IMAGE...
 addressclip map --model DIR [--dataset DIR] [--split query] --query "Mannerheimintie" --out map.png
+addressclip demo --model DIR [--dataset DIR] [--port 7860] [--host 127.0.0.1]   (web app; needs addressclip[app])
 addressclip build-demo --output demo_city          (= python -m dataset_scripts.demo_city)
 addressclip train [RECIPE | --config RECIPE] [--flags]   (= python train.py; recipes: demo, tiny, pitts_ial, ...)
 
@@ -128,6 +129,26 @@ def map_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo_command(args: argparse.Namespace) -> int:
+    """Serve the web demo (gradio) for ``args.model``: localhost by default, no tunnel unless ``--share``."""
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:
+        raise CommandError('the web demo needs gradio: pip install "addressclip[app]"')
+    if args.dataset is not None and not Path(args.dataset).exists():
+        raise CommandError(f"--dataset {args.dataset!r} does not exist")
+    if args.min_score is not None and not 0 <= args.min_score <= 1:
+        raise CommandError(f"--min-score must be in [0, 1], got {args.min_score}")
+    from addressclip_train.web_demo import build_demo, launch
+
+    demo = build_demo(args.model, args.dataset, args.split, args.top_k, args.min_score, args.device)
+    try:
+        launch(demo, host=args.host, port=args.port, share=args.share)
+    except OSError as err:
+        raise CommandError(f"cannot serve on {args.host}:{args.port}: {str(err).splitlines()[0]}") from None
+    return 0
+
+
 # ----------------------------------------------------------------------------- forwarding
 def forward(command: str, argv: list[str]) -> int:
     """Run ``build-demo`` or ``train`` with the remaining arguments."""
@@ -170,6 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     map_parser.add_argument("--height", type=int, default=900, help="image height in pixels")
     map_parser.add_argument("--batch-size", type=int, default=32)
     map_parser.add_argument("--device", default=None)
+    demo_parser = commands.add_parser("demo", help="web app: drop a photo, see its addresses on the city map")
+    demo_parser.add_argument("--model", required=True, help="saved model directory or Hub id")
+    demo_parser.add_argument("--dataset", default=None, help="IAL dataset directory (default: the demo city, if built)")
+    demo_parser.add_argument("--split", default="query", help="split for the examples and the similarity map")
+    demo_parser.add_argument("--top-k", type=int, default=5)
+    demo_parser.add_argument("--min-score", type=float, default=None, help="default: the model's abstain threshold")
+    demo_parser.add_argument("--port", type=int, default=7860)
+    demo_parser.add_argument("--host", default="127.0.0.1", help="address to bind (other than localhost: a warning)")
+    demo_parser.add_argument("--share", action="store_true", help="also open a public gradio.live tunnel")
+    demo_parser.add_argument("--device", default=None)
     for name, target in FORWARDED.items():
         commands.add_parser(name, help=f"forwards its arguments to {target}", add_help=False)
     return parser
@@ -187,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_model(args.model)
         check_device(args.device)
-        return predict(args) if args.command == "predict" else map_command(args)
+        return {"predict": predict, "map": map_command, "demo": demo_command}[args.command](args)
     except CommandError as err:
         print(f"addressclip {args.command}: {err}", file=sys.stderr)
         return 2
