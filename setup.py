@@ -53,6 +53,16 @@ setup(
     extras_require={
         "pitts": ["scipy>=1.11"],  # Pitts250k's .mat coordinate files
         "heic": ["pillow-heif>=0.16"],  # iPhone photos (HEIC/HEIF)
-        "test": ["pytest>=8", "hypothesis>=6.100", "scipy>=1.11", "ruff>=0.6", "pillow-heif>=0.16"],
+        "app": ["gradio>=6.0,<7"],  # the web demo (addressclip demo, app.py)
+        "test": [
+            "pytest>=8",
+            "hypothesis>=6.100",
+            "scipy>=1.11",
+            "ruff>=0.6",
+            "parameterized>=0.9",  # transformers' ModelTesterMixin (tests/test_clip_conformance.py)
+            "pillow-heif>=0.16",
+            "gradio>=6.0,<7",
+            "selenium>=4.11",  # drives the system chromium (.ci/browser-deps.sh) in tests/test_web_demo.py
+        ],
     },
 )

@@ -141,7 +141,12 @@ def demo_command(args: argparse.Namespace) -> int:
         raise CommandError(f"--min-score must be in [0, 1], got {args.min_score}")
     from addressclip_train.web_demo import build_demo, launch
 
-    demo = build_demo(args.model, args.dataset, args.split, args.top_k, args.min_score, args.device)
+    try:
+        demo = build_demo(
+            args.model, args.dataset, args.split, top_k=args.top_k, min_score=args.min_score, device=args.device
+        )
+    except ValueError as err:  # a dataset without the IAL splits or columns
+        raise CommandError(f"--dataset {args.dataset!r}: {str(err).splitlines()[0]}") from None
     try:
         launch(demo, host=args.host, port=args.port, share=args.share)
     except OSError as err:

@@ -170,3 +170,22 @@ def test_reliability_table_lists_failures_under_it():
     failing = Suite("bad rows", tried=3, failures=["x missing: accepted"])
     table = format_table([failing])
     assert "| bad rows | 3 | 1 |" in table and table.endswith("failures:\n- bad rows: x missing: accepted")
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_prints_every_measurement_and_the_projection(tmp_path):
+    """The prepared GPU script runs end to end on CPU (tiny sizes) before a GPU is ever lent."""
+    out = tmp_path / "gpu_check.json"
+    command = [sys.executable, "-m", "benchmarks.gpu_check", "--dry-run", "--json", str(out)]
+    proc = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=1200, env=dict(os.environ, OMP_NUM_THREADS="1")
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert {"AddressCLIP, bf16", "CLIP, bf16", "AddressCLIP, fp32", "CLIP, fp32"} <= set(result["train"])
+    assert all(row["samples_per_s"] > 0 for row in result["train"].values())
+    assert set(result["localization_images_per_s"]) == {"localization", "localization compiled"}
+    assert result["host_decode"]["jpegs_per_s"] > 0 and result["short_training"]["seconds"] > 0
+    projection = result["projection"]
+    assert projection["hours"] == pytest.approx(234_000 * 100 / projection["samples_per_s"] / 3600)
+    assert "Pitts-IAL 100 epochs (23.4 M samples)" in proc.stdout and result["table"] in proc.stdout

@@ -136,6 +136,12 @@ def test_predict_and_map_on_the_trained_directory(venv, elsewhere, trained, tiny
     assert out.is_file() and "wrote" in proc.stdout
 
 
+def test_the_web_demo_names_its_extra_before_any_work(venv, elsewhere, trained):
+    proc = run(venv, elsewhere, "addressclip", "demo", "--model", str(trained))
+    assert proc.returncode == 2 and 'pip install "addressclip[app]"' in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+
+
 def test_the_metric_loads_from_the_installed_package(venv, elsewhere):
     script = (
         "import json; from modeling_addressclip.metrics import load_address_accuracy;"
