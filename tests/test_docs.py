@@ -116,3 +116,16 @@ def test_the_addresses_the_readme_shows_are_in_the_demo_city():
     assert quoted, "README.md shows no demo address"
     demo = {plan.address.format() for plan in plan_views(osm.partition_streets(osm.HELSINKI_PBF), 0, None)}
     assert quoted <= demo, quoted - demo
+
+
+def test_the_space_requirements_are_the_package_requirements_plus_its_app_extra():
+    import ast
+
+    setup = ast.parse((ROOT / "setup.py").read_text())
+    call = next(n for n in ast.walk(setup) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
+    keywords = {
+        k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg in ("install_requires", "extras_require")
+    }
+    expected = keywords["install_requires"] + keywords["extras_require"]["app"]
+    lines = (ROOT / "space" / "requirements.txt").read_text().splitlines()
+    assert [line for line in lines if line and not line.startswith("#")] == expected

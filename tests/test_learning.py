@@ -1,22 +1,25 @@
 """Training learns something: ``train.py demo`` on a demo subset beats the raw-pixel nearest neighbour.
 
 The README's claim, checked rather than copied from one run: the demo recipe (its three losses, AdamW
-β=(0.9, 0.98), lr 5e-4, cosine with 30 warm-up steps, batch 64), shrunk to fit a slow test, is trained
-through ``addressclip_train.train.main`` on the 64-address demo subset (64 px images; train 2356,
-database 672, query 340 images, demo seed 0) and its final query-split SSA@1/SA@1 are compared with those
-of the baseline the builder records in the dataset card: 1-NN on mean-centred, normalised raw 16x16 RGB
+β=(0.9, 0.98), lr 5e-4, weight decay 0.05, cosine with 30 warm-up steps, batch 64, 13 epochs) with a smaller
+model (ViT width 128, text width 64, projection 128; depths and heads as in the demo) on 64 px images is
+trained through ``addressclip_train.train.main`` on the 64-address demo subset (demo seed 0: train 2356,
+database 672, query 340 images), and its final query-split SSA@1/SA@1 are compared with those of the
+baseline the builder records in the subset's dataset card: 1-NN on mean-centred, normalised raw 16x16 RGB
 thumbnails, query vs train (``dataset_scripts.demo_city.nn_pixel_baseline``). The baseline is also
 recomputed here from the stored (JPEG) images of the same splits, so the card's number is known to
 belong to the data the model saw.
 
-Measured on the 2-core CPU machine (OMP_NUM_THREADS=1), this recipe, training seeds 0-3:
+Measured on the 2-core CPU machine (OMP_NUM_THREADS=1), training seeds 0-5 (``--seed``; data fixed):
 baseline (card) SSA@1 40.0% / SA@1 51.8% (recomputed from the JPEGs: 39.7% / 51.5%);
-trained SSA@1 50.0 / 51.5 / 51.8 / 48.5% (mean 50.5, +8.5 to +11.8 points over the baseline),
-SA@1 67.4 / 68.8 / 67.6 / 64.7% (mean 67.1, +12.9 to +17.0 points).
-The test asserts SSA@1 > baseline + 5 points and SA@1 > baseline + 8 points: "clearly better", yet
-each bound sits ~3.5 points (~2.5 standard deviations of the seed spread, 12 query images) below the
-worst seed seen, so a different CPU's float rounding (another seed, in effect) does not flip it.
-Wall time: ~3 min from an empty ``$ADDRESSCLIP_CACHE`` (the subset's build ~13 s), a little less warm.
+trained SSA@1 52.6 / 53.8 / 58.2 / 54.4 / 51.2 / 54.1% (mean 54.1, sd 2.4; +11.2 to +18.2 points),
+SA@1 67.9 / 68.8 / 72.4 / 70.0 / 67.1 / 69.7% (mean 69.3, sd 1.8; +15.3 to +20.6 points).
+(10 epochs: SSA@1 46.5-51.8%, SA@1 64.7-69.1%; 14 epochs: SSA@1 53.2-57.1%, SA@1 67.9-71.2%.)
+The test asserts SSA@1 > baseline + 6 points and SA@1 > baseline + 10 points: clearly better, yet each
+bound sits ~5 points (17-18 of the 340 query images; 3.4 / 4.1 seed standard deviations below the mean)
+below the worst seed seen, so another CPU's float rounding (in effect another seed) does not flip it.
+Wall time (pytest, this test alone): ~3 min from an empty ``$ADDRESSCLIP_CACHE`` (the subset's build
+~15-25 s of it; 4 min measured while other jobs shared the CPU), 2.5-2.7 min with the subset cached.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from dataset_scripts.demo_city import NN_PIXELS, default_cache_dir, load_demo_ci
 from modeling_addressclip.address import Address
 
 ADDRESSES, IMAGE_SIZE, DEMO_SEED = 64, 64, 0
-SSA_MARGIN, SA_MARGIN = 0.05, 0.08
+SSA_MARGIN, SA_MARGIN = 0.06, 0.10
 # The demo recipe with a smaller subset, image and model, and no per-epoch evaluation or checkpoints.
 FLAGS = [
     "demo",
@@ -44,7 +47,7 @@ FLAGS = [
     "--vision_hidden_size", "128",
     "--text_hidden_size", "64",
     "--projection_dim", "128",
-    "--num_train_epochs", "10",
+    "--num_train_epochs", "13",  # the demo's own, pinned: the margins below were measured with it
     "--eval_strategy", "no",
     "--save_strategy", "no",
     "--disable_tqdm", "true",
@@ -89,5 +92,5 @@ def test_training_beats_the_nn_pixel_baseline(tmp_path):
         f"  (+{100 * (ssa - nn_ssa):.1f} / +{100 * (sa - nn_sa):.1f} points)"
     )
     assert abs(again_ssa - nn_ssa) < 0.03 and abs(again_sa - nn_sa) < 0.03, "the card's baseline is for other data"
-    assert ssa > nn_ssa + SSA_MARGIN, f"SSA@1 {ssa:.3f} does not beat the NN-pixel baseline {nn_ssa:.3f} by 5 points"
-    assert sa > nn_sa + SA_MARGIN, f"SA@1 {sa:.3f} does not beat the NN-pixel baseline {nn_sa:.3f} by 8 points"
+    assert ssa > nn_ssa + SSA_MARGIN, f"SSA@1 {ssa:.3f} is not {SSA_MARGIN} above the NN-pixel baseline's {nn_ssa:.3f}"
+    assert sa > nn_sa + SA_MARGIN, f"SA@1 {sa:.3f} is not {SA_MARGIN} above the NN-pixel baseline's {nn_sa:.3f}"
