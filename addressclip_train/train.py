@@ -83,6 +83,8 @@ def parse_args(argv: list[str] | None = None):
     recipe, rest = _split_recipe(list(sys.argv[1:] if argv is None else argv))
     defaults = json.loads(recipe.read_text())
     defaults.setdefault("use_cpu", not torch.cuda.is_available())  # else accelerate forms no gloo group on CPU
+    if defaults.get("bf16") and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
+        defaults["bf16"] = False  # a recipe's bf16 is for GPUs that support it; an explicit --bf16 flag still wins
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
     parser.set_defaults(**{**defaults, **FORCED})
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=rest)

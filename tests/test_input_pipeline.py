@@ -86,7 +86,7 @@ def test_undecodable_rows_name_the_row():
         AddressCLIPCollator(processor)(_rows_with([{"bytes": None, "path": "/nonexistent/photo.jpg"}]))
     with pytest.raises(ValueError, match="batch row 0: .*: the image dict has neither 'bytes' nor a 'path'"):
         AddressCLIPCollator(processor)(_rows_with([{"bytes": None, "path": None}]))
-    with pytest.raises(ValueError, match="batch row 0: .*expected a file path, bytes, a PIL image or a numpy array"):
+    with pytest.raises(ValueError, match="batch row 0: .*expected a file path, URL, bytes, .*a tensor"):
         AddressCLIPCollator(processor)(_rows_with([42]))
 
 

@@ -124,7 +124,18 @@ def test_predict_and_map_on_the_trained_directory(venv, elsewhere, trained, tiny
     photo = elsewhere / "photo.jpg"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(photo)
     proc = run(
-        venv, elsewhere, "addressclip", "predict", "--model", str(trained), "--json", "--top-k", "2", "photo.jpg"
+        venv,
+        elsewhere,
+        "addressclip",
+        "predict",
+        "--model",
+        str(trained),
+        "--json",
+        "--top-k",
+        "2",
+        "--min-score",
+        "0",
+        "photo.jpg",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (record,) = json.loads(proc.stdout)
