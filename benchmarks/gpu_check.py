@@ -19,7 +19,6 @@ The goal the recipe's defaults aim at: under one hour on one H200-class GPU (~6.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -29,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from benchmarks.input_pipeline import photo_dataset
+from benchmarks.report import publish
 from benchmarks.train_throughput import compile_steps, matmul_peak_gflops, step_fn, time_interleaved
 from fixtures.train_step import build_setup, step_flops
 from modeling_addressclip.data import undecoded_images
@@ -182,11 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
     elif not args.device.startswith("cuda"):
         parser.error("the full check needs a CUDA device; use --dry-run on CPU")
     result = run(args)
-    result["table"] = format_table(result)
-    print(result["table"])
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return result
+    return publish(result, format_table(result), args.json)
 
 
 if __name__ == "__main__":

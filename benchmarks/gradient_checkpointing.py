@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.report import publish
 from fixtures import ROOT
 
 MODELS = ("AddressCLIP", "CLIP")
@@ -211,13 +212,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.variant:
         model_name, mode = args.variant.split(":")
         result = run_variant(args, model_name, mode == "on", timed=mode == "off")
-    else:
-        result = measure(args)
-        result["table"] = format_report(result)
-        print(result["table"])
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return result
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+        return result
+    result = measure(args)
+    return publish(result, format_report(result), args.json)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from transformers import AutoProcessor
 
 from addressclip_train.run import ModelArguments, build_model
 from addressclip_train.train import resolve_recipe
+from benchmarks.report import publish
 from fixtures.synthetic import candidates, synthetic_addresses
 from modeling_addressclip import AddressCLIPModel
 from modeling_addressclip.image_utils import image_pixels
@@ -281,11 +282,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     smallest = rows[0]
     smallest["pipeline_ms"] = pipeline_ms(model, processor, candidates(own, smallest["n"]), args)
-    result["table"] = format_report(result)
-    print(result["table"])
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return result
+    return publish(result, format_report(result), args.json)
 
 
 if __name__ == "__main__":

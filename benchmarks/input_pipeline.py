@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +36,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from addressclip_train.run import DataArguments, load_splits
+from benchmarks.report import publish
 from benchmarks.train_throughput import step_fn, time_interleaved, train_step
 from dataset_scripts.schema import IAL_FEATURES
 from fixtures.synthetic import CAPTIONS, synthetic_addresses
@@ -226,11 +226,7 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": rows,
         "goals": goals(rows, args.default_workers),
     }
-    result["table"] = format_report(result)
-    print(result["table"])
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return result
+    return publish(result, format_report(result), args.json)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ index (fp32), per-query latency at batch 1 and batched (measured in this run), a
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from transformers import AutoProcessor
 from addressclip_train.run import DataArguments, load_splits
 from addressclip_train.train import resolve_recipe
 from addressclip_train.trainer import QueryCollator, address_column, unique_addresses
+from benchmarks.report import publish
 from fixtures.geocoding import MISS, DatabaseGeocoder, geocode_ranked
 from modeling_addressclip import Address, AddressCLIPModel
 from modeling_addressclip.metrics.address_accuracy.address_accuracy import address_accuracy
@@ -273,10 +273,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         model_dir = args.model or train_tiny(args.dataset, Path(scratch) / "tiny-model")
         result = evaluate(args, model_dir)
-    print(result["table"])
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return result
+    return publish(result, result["table"], args.json)
 
 
 if __name__ == "__main__":

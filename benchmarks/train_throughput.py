@@ -23,7 +23,6 @@ encode and gather cost nothing beyond their FLOPs) and >= 55% of the matmul peak
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.inference import measure_ms
+from benchmarks.report import publish
 from fixtures.train_step import EQ1_ONLY, Setup, build_setup, model_key, step_flops
 
 PER_FLOP_GOAL, PEAK_GOAL = 0.95, 0.55
@@ -239,11 +239,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     result = measure(args)
-    result["table"] = format_report(result)
-    print(result["table"])
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    return result
+    return publish(result, format_report(result), args.json)
 
 
 if __name__ == "__main__":
