@@ -1,23 +1,36 @@
-"""The embedded demo IAL dataset: central Helsinki's streets (OSM) + rendered street views.
+"""A demo IAL dataset from any OpenStreetMap extract: its streets (OSM) + rendered street views.
 
 Camera positions every ~10 m along every sub-street of at least 50 m, four views each
 (ahead, right, behind, left of the street direction, stored as compass headings); each
-position is one ``location_id``; the paper's 7:2:1 split by location (§5.1)::
+position is one ``location_id`` (``<city code>-<sub-street>-<position>``); the paper's 7:2:1
+split by location (§5.1)::
 
     python -m dataset_scripts.demo_city --output demo_city --plot-map map.png --plot-samples views.png
+    python -m dataset_scripts.demo_city --pbf CITY.osm.pbf --output city   # .osm.pbf, .osm, .osm.bz2, .osm.gz
 
-``load_demo_city()`` builds once into a cache and reuses it. Data © OpenStreetMap
-contributors, ODbL 1.0.
+The default is the shipped central-Helsinki extract; ``dataset_scripts/data/kotka.osm.pbf`` ships
+too. Everything city-specific comes from the extract: the UTM zone (of its centre), the city's name
+(``--name``, else its most common ``addr:city``, else its largest city/town node, else the file
+name), and the neighborhoods: the nearest ``place=suburb|neighbourhood|quarter`` node, else (an
+extract without them) the nearest ``place=city|town|village|hamlet`` node, else (no place node at
+all) one neighborhood named after the city. An extract with fewer than ``MIN_ADDRESSES`` addresses
+that have a sub-street of at least 50 m, or too few camera positions for the 7:2:1 split with every
+database/query address in train, fails with a ``ValueError`` naming the counts before anything is
+rendered; the CLI prints it as one line (exit status 1).
+
+``load_demo_city()`` builds once into a cache and reuses it (another extract: ``pbf=``; its cache
+entry is named by a hash of the file's bytes). Data © OpenStreetMap contributors, ODbL 1.0.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
@@ -26,7 +39,17 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from dataset_scripts.schema import SPLITS, encode_image, split_by_location, write_hub_dataset
+from dataset_scripts.demo_card import (
+    CitySource,
+    card_body,
+    city_code,
+    plot_map,
+    plot_samples,
+    report_lines,
+    slug,
+    source_lines,
+)
+from dataset_scripts.schema import SPLITS, LocationSplit, encode_image, split_by_location, write_hub_dataset
 from dataset_scripts.street_view import AppearanceField, Camera, caption_for, render_view, stable_seed, street_style
 from modeling_addressclip.geo import utm_to_latlon
 
@@ -35,6 +58,7 @@ DEFAULT_IMAGE_SIZE = 96  # stored at the demo model's input size: no resize per 
 SPACING_M, MIN_LENGTH_M = 10.0, 50.0
 VIEWS = ((0.0, "ahead"), (90.0, "right"), (180.0, "behind"), (270.0, "left"))
 NN_PIXELS = 16
+MIN_ADDRESSES = 5  # addresses with a sub-street >= MIN_LENGTH_M an extract needs to make a demo city
 
 
 @dataclass(frozen=True)
@@ -62,18 +86,34 @@ class BuildReport:
     nn_sa1: float
     seconds: float
     render_seconds: float = 0.0
+    city: str = ""
+    partition_seconds: float = 0.0  # parse + partition of the extract
     extra: dict = field(default_factory=dict)
 
 
-def default_cache_dir(seed: int = 0, image_size: int = DEFAULT_IMAGE_SIZE, max_addresses: int | None = None) -> Path:
-    """``$ADDRESSCLIP_CACHE`` or ``~/.cache/addressclip``, + ``demo_city-<version>-<seed>-<size>[-<n>addr]``."""
+def default_cache_dir(
+    seed: int = 0, image_size: int = DEFAULT_IMAGE_SIZE, max_addresses: int | None = None,
+    pbf: str | os.PathLike | None = None, name: str | None = None,
+) -> Path:  # fmt: skip
+    """``$ADDRESSCLIP_CACHE`` or ``~/.cache/addressclip``, + the build's cache name (``cache_name``)."""
     root = Path(os.environ.get("ADDRESSCLIP_CACHE", Path.home() / ".cache" / "addressclip")).expanduser()
-    return root / _cache_name(seed, image_size, max_addresses)
+    return root / cache_name(seed, image_size, max_addresses, pbf, name)
 
 
-def _cache_name(seed: int, image_size: int, max_addresses: int | None) -> str:
-    subset = f"-{max_addresses}addr" if max_addresses else ""
-    return f"demo_city-{VERSION}-{seed}-{image_size}{subset}"
+def cache_name(
+    seed: int, image_size: int, max_addresses: int | None, pbf: str | os.PathLike | None = None, name: str | None = None
+) -> str:
+    """``demo_city-<version>-<seed>-<size>[-<n>addr]`` for Helsinki; other extracts (or a ``name``) add
+    ``-<file stem>-<12 hex of sha256(file bytes[, name])>`` after ``demo_city``, so two cities never share one."""
+    from dataset_scripts import osm
+
+    tail = f"{VERSION}-{seed}-{image_size}" + (f"-{max_addresses}addr" if max_addresses else "")
+    if (pbf is None or Path(pbf).resolve() == osm.HELSINKI_PBF) and name is None:
+        return f"demo_city-{tail}"
+    pbf = Path(pbf or osm.HELSINKI_PBF)
+    key = osm.shipped_sha256(pbf) or osm.file_sha256(pbf)
+    digest = hashlib.sha256(f"{key}\0{name}".encode()).hexdigest() if name is not None else key
+    return f"demo_city-{slug(osm.extract_stem(pbf))}-{digest[:12]}-{tail}"
 
 
 def _bearing(line, s: float, zone: str) -> float:
@@ -93,8 +133,12 @@ def select_sub_streets(partition, max_addresses: int | None = None) -> list[tupl
     return chosen
 
 
-def plan_views(partition, seed: int = 0, max_addresses: int | None = None) -> list[ViewPlan]:
-    """Camera positions every ~10 m along each chosen sub-street, four views each."""
+def plan_views(partition, seed: int = 0, max_addresses: int | None = None, code: str | None = None) -> list[ViewPlan]:
+    """Camera positions every ~10 m along each chosen sub-street, four views each.
+
+    ``location_id`` is ``<code>-<sub-street index>-<position>``; ``code`` defaults to the partition's city's.
+    """
+    code = code or city_code(partition.city or "city")
     plans = []
     for index, sub in select_sub_streets(partition, max_addresses):
         style = street_style(sub.address.main_street, sub.highway, sub.tags)
@@ -102,7 +146,7 @@ def plan_views(partition, seed: int = 0, max_addresses: int | None = None) -> li
         for k in range(count):
             s = (k + 0.5) * sub.length_m / count
             point, bearing = sub.line.interpolate(s), _bearing(sub.line, s, partition.utm_zone)
-            location = f"hel-{index:04d}-{k:03d}"
+            location = f"{code}-{index:04d}-{k:03d}"
             for relative, view in VIEWS:
                 camera = Camera(sub.address.main_street, sub.address.format(), style, sub.line, float(s), view,
                                 stable_seed("view", seed, location, view))  # fmt: skip
@@ -172,50 +216,49 @@ def _counts(rows_by_split: dict[str, list[dict]], key: str) -> dict[str, int]:
     return {split: len({row[key] for row in rows}) for split, rows in rows_by_split.items()}
 
 
-def card_body(report: BuildReport, seed: int, image_size: int, attribution: str) -> str:
-    """The dataset card text (below the YAML): what, how, statistics, baseline, license."""
-    table = "\n".join(f"| {s} | {report.images[s]} | {report.locations[s]} | {report.addresses[s]} |" for s in SPLITS)
-    return f"""# AddressCLIP demo city: central Helsinki (image address localization)
+def open_city(
+    pbf: str | os.PathLike | None = None, sha256: str | None = None, name: str | None = None, partition=None
+) -> CitySource:
+    """Parse and partition an extract (the shipped Helsinki one by default) and name its city.
 
-A small image-address-localization (IAL) dataset in the schema of Pitts-IAL / SF-IAL
-(AddressCLIP, ECCV 2024), built offline in minutes from a shipped OpenStreetMap extract
-of central Helsinki. The street network and addresses are real; the **images are
-procedurally rendered** stylised street views (no photographs), with BLIP-style scene
-captions describing what was drawn (never a street name).
+    ``sha256`` is checked when given; the shipped extracts are always checked. ``partition`` skips OSM.
+    """
+    from dataset_scripts import osm
 
-## How it was built
-- Semantic address partition of the OSM streets (`dataset_scripts/osm.py`): each street is
-  cut at its junctions into sub-streets addressed "Main between Cross A and Cross B, Neighborhood".
-- Camera positions every ~{SPACING_M:g} m along every sub-street of at least {MIN_LENGTH_M:g} m; four views
-  per position (ahead, right, behind, left of the street; `heading` is the compass angle).
-- What a view shows depends on the street (OSM `highway`, `lanes`, `width`, `tram`; its paving), the
-  block (each sub-street's palette shift, storeys, window rhythm and awning colour), a smooth random
-  appearance field over UTM coordinates (facade colours, storeys, window rhythm at 150-400 m scale),
-  each building's own variation, the heading, and per-image nuisance (weather, light, camera jitter,
-  cars, pedestrians, JPEG noise).
-- Split 7:2:1 by location into train / database / query (paper §5.1); {report.moved_to_train} locations were moved
-  to train so that every database/query address also occurs in train.
-- Seed {seed}, images {image_size}x{image_size} JPEG, builder version {VERSION}; build time {report.seconds:.1f} s.
+    if partition is not None:
+        return CitySource(name or partition.city or "Demo city", "the given partition", None, partition)
+    start = time.perf_counter()
+    pbf = Path(pbf or osm.HELSINKI_PBF)
+    extract = osm.read_extract(pbf, sha256)
+    city = name or extract.city or osm.extract_stem(pbf)
+    partition = osm.partition_streets(extract, default_neighborhood=city)
+    checksum = (sha256 or osm.shipped_sha256(pbf) or osm.file_sha256(pbf)).lower()
+    return CitySource(city, pbf.name, checksum, partition, time.perf_counter() - start)
 
-## Statistics
-| split | images | locations | addresses |
-|---|---|---|---|
-{table}
 
-## Baseline
-Nearest neighbour on raw {NN_PIXELS}x{NN_PIXELS} RGB pixels (query vs train):
-SSA@1 = {100 * report.nn_ssa1:.1f}%, SA@1 = {100 * report.nn_sa1:.1f}%.
+def check_enough_streets(city: CitySource) -> None:
+    """``ValueError`` naming the counts unless the partition has ``MIN_ADDRESSES`` addresses of >= 50 m."""
+    chosen = select_sub_streets(city.partition)
+    addresses = {sub.address for _, sub in chosen}
+    if len(addresses) < MIN_ADDRESSES:
+        raise ValueError(
+            f"{city.extract}: {len(chosen)} sub-streets >= {MIN_LENGTH_M:g} m, {len(addresses)} addresses; a demo "
+            f"city needs at least {MIN_ADDRESSES} addresses with a sub-street of at least {MIN_LENGTH_M:g} m (the "
+            f"extract has {city.partition.stats.get('street_names', 0)} street names and "
+            f"{len(city.partition.sub_streets)} sub-streets in all; use a larger extract)"
+        )
 
-## Usage
-```python
-from datasets import load_dataset
-ds = load_dataset("path/to/this/directory")  # splits: train, database, query
-```
 
-## License
-The addresses and coordinates are derived from OpenStreetMap data and are licensed under the
-Open Database License (ODbL) 1.0: {attribution}.
-"""
+def check_splits(city: CitySource, assigned: LocationSplit, addresses: int) -> None:
+    """``ValueError`` naming the counts unless the 7:2:1 split left a location in every split."""
+    counts = assigned.counts()
+    if min(counts.values()) == 0:
+        raise ValueError(
+            f"{city.extract}: {len(assigned.assignment)} camera positions of {addresses} addresses split into "
+            + "/".join(f"{counts[s]} {s}" for s in SPLITS)
+            + " locations (every database/query address kept in train); a demo city needs at least one location "
+            "in each split: use more addresses (--max-addresses) or a larger extract"
+        )
 
 
 def build_demo_city(
@@ -224,26 +267,30 @@ def build_demo_city(
     image_size: int = DEFAULT_IMAGE_SIZE,
     max_addresses: int | None = None,
     pbf: str | os.PathLike | None = None,
-    sha256: str | None = "default",
+    sha256: str | None = None,
     partition=None,
     workers: int | None = None,
+    name: str | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> BuildReport:
     """Build the Hub-ready demo dataset directory at ``output``; returns the build report.
 
-    ``pbf`` defaults to the shipped Helsinki extract, checked against ``sha256`` (the shipped
-    checksum by default; None skips it) before anything is written. ``partition`` skips OSM.
+    ``pbf`` defaults to the shipped Helsinki extract (any ``.osm.pbf``/``.osm``/``.osm.bz2``); it is
+    checked (against ``sha256`` if given, the shipped extracts always) and its streets counted
+    (``check_enough_streets``, ``check_splits``) before anything is rendered or written. ``name`` is the
+    city's name (default: from the extract); ``partition`` skips OSM; ``log`` gets the partition's
+    statistics before rendering starts.
     """
     start = time.perf_counter()
-    from dataset_scripts import osm
-
-    if partition is None:
-        pbf = Path(pbf or osm.HELSINKI_PBF)
-        osm.verify_extract(pbf, osm.HELSINKI_SHA256 if sha256 == "default" else sha256)
-        partition = osm.partition_streets(pbf)
-    plans = plan_views(partition, seed, max_addresses)
-    if not plans:
-        raise ValueError("the partition has no sub-street of at least 50 m: nothing to render")
-    assigned = split_by_location([p.location_id for p in plans], [p.address.format() for p in plans], seed=seed)
+    city = open_city(pbf, sha256, name, partition)
+    partition = city.partition
+    for line in source_lines(city) if log else ():
+        log(line)
+    check_enough_streets(city)
+    plans = plan_views(partition, seed, max_addresses, code=city.code)
+    addresses = [p.address.format() for p in plans]
+    assigned = split_by_location([p.location_id for p in plans], addresses, seed=seed)
+    check_splits(city, assigned, len(set(addresses)))
     render_start = time.perf_counter()
     images, captions, thumbs = render_all(plans, seed, image_size, workers)
     render_seconds = time.perf_counter() - render_start
@@ -254,17 +301,18 @@ def build_demo_city(
         rows[splits[i]].append(_row(plan, partition.utm_zone, lat[i], lon[i], images[i], captions[i]))
     ssa, sa = nn_pixel_baseline(thumbs, [p.address for p in plans], splits)
     report = BuildReport(Path(output), {s: len(r) for s, r in rows.items()}, _counts(rows, "location_id"),
-                         _counts(rows, "address"), assigned.moved_to_train, ssa, sa, 0.0, render_seconds)  # fmt: skip
+                         _counts(rows, "address"), assigned.moved_to_train, ssa, sa, 0.0, render_seconds,
+                         city.name, city.seconds)  # fmt: skip
     report.seconds = time.perf_counter() - start
-    body = card_body(report, seed, image_size, osm.OSM_ATTRIBUTION)
+    body = card_body(report, city, seed, image_size, spacing_m=SPACING_M, min_length_m=MIN_LENGTH_M,
+                     nn_pixels=NN_PIXELS, version=VERSION)  # fmt: skip
     report.output = write_hub_dataset(
         output, {s: (lambda r=r: iter(r)) for s, r in rows.items()}, body, license="odbl",
-        pretty_name="AddressCLIP demo city (central Helsinki)", task_categories=["zero-shot-image-classification"],
+        pretty_name=f"AddressCLIP demo city ({city.name})", task_categories=["zero-shot-image-classification"],
         tags=["image-address-localization", "openstreetmap", "synthetic"], language=["en"],
     )  # fmt: skip
     report.seconds = time.perf_counter() - start
-    report.extra["plans"] = plans
-    report.extra["partition"] = partition
+    report.extra.update(plans=plans, partition=partition, city=city)
     return report
 
 
@@ -273,94 +321,54 @@ def load_demo_city(
     seed: int = 0,
     image_size: int = DEFAULT_IMAGE_SIZE,
     max_addresses: int | None = None,
+    pbf: str | os.PathLike | None = None,
+    name: str | None = None,
+    sha256: str | None = None,
 ):
     """The demo ``DatasetDict`` (train/database/query); built once into the cache, then reused.
 
-    ``max_addresses`` builds (and caches separately) a subset with only that many addresses.
+    ``max_addresses`` builds (and caches separately) a subset with only that many addresses; ``pbf``
+    (and ``name``) build another city, cached under a name with a hash of the extract (``cache_name``).
     """
     import datasets
 
-    name = _cache_name(seed, image_size, max_addresses)
-    directory = Path(cache_dir) / name if cache_dir else default_cache_dir(seed, image_size, max_addresses)
+    folder = cache_name(seed, image_size, max_addresses, pbf, name)
+    directory = Path(cache_dir) / folder if cache_dir else default_cache_dir(seed, image_size, max_addresses, pbf, name)
     # A private datasets cache per build, beside it (not inside: the directory is what a user uploads), and
     # emptied on every rebuild, since datasets' default cache key does not see a rebuild at one path.
     arrow_cache = directory.parent / ".hf_datasets_cache" / directory.name
     if not (directory / "README.md").is_file():
         shutil.rmtree(arrow_cache, ignore_errors=True)
-        build_demo_city(directory, seed=seed, image_size=image_size, max_addresses=max_addresses)
+        build_demo_city(directory, seed, image_size, max_addresses, pbf=pbf, sha256=sha256, name=name)
     return datasets.load_dataset(str(directory), cache_dir=str(arrow_cache))
 
 
-def plot_map(report: BuildReport, path: str | os.PathLike) -> None:
-    """Sub-streets in distinct colours, camera positions, neighborhood labels (like paper Fig. 4)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    partition, plans = report.extra["partition"], report.extra["plans"]
-    fig, ax = plt.subplots(figsize=(9, 11))
-    colours = plt.get_cmap("tab20")
-    for sub in partition.sub_streets:
-        x, y = sub.line.xy
-        ax.plot(x, y, color=colours(stable_seed(sub.address.format()) % 20), lw=2.5 if sub.length_m >= 50 else 0.8)
-    points = np.array([(p.east, p.north) for p in plans[::4]])
-    ax.scatter(points[:, 0], points[:, 1], s=2, c="black", zorder=3, label="camera positions (4 views each)")
-    for name, (east, north) in partition.neighborhoods.items():
-        ax.annotate(name, (east, north), fontsize=11, weight="bold", ha="center", color="#333")
-    ax.set_aspect("equal")
-    ax.set_title(f"Demo city: {len({p.address for p in plans})} addresses, {len(plans)} views")
-    ax.set_xlabel(f"UTM {partition.utm_zone} east (m)")
-    ax.set_ylabel("north (m)")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def plot_samples(directory: str | os.PathLike, path: str | os.PathLike, count: int = 16, seed: int = 0) -> None:
-    """Contact sheet of query views with their address and caption."""
-    import textwrap
-
-    import datasets
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    query = datasets.load_dataset(str(directory), split="query", download_mode="force_redownload")
-    picks = np.random.default_rng(seed).choice(len(query), size=min(count, len(query)), replace=False)
-    cols = 4
-    fig, axes = plt.subplots(math.ceil(len(picks) / cols), cols, figsize=(4 * cols, 4.6 * math.ceil(len(picks) / cols)))
-    for ax in np.atleast_1d(axes).ravel():
-        ax.axis("off")
-    for ax, index in zip(np.atleast_1d(axes).ravel(), picks):
-        row = query[int(index)]
-        ax.imshow(row["image"])
-        text = textwrap.fill(row["address"], 44) + "\n" + textwrap.fill(row["caption"], 52)
-        ax.set_title(f"{text}\nheading {row['heading']:.0f}°", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def main(argv: list[str] | None = None) -> BuildReport:
+    """``python -m dataset_scripts.demo_city`` / ``addressclip build-demo``; a bad extract exits with one line."""
     parser = argparse.ArgumentParser(description="Build the AddressCLIP demo city dataset (Hub-ready directory).")
     parser.add_argument("--output", required=True, type=Path, help="dataset directory to write")
+    pbf_help = "OSM extract (.osm.pbf, .osm, .osm.bz2, .osm.gz); default: the shipped central Helsinki"
+    parser.add_argument("--pbf", type=Path, default=None, help=pbf_help)
+    parser.add_argument("--sha256", default=None, help="expected sha256 of --pbf (shipped extracts: always checked)")
+    parser.add_argument("--name", default=None,
+                        help="city name for the card and location ids (default: the extract's most common "
+                        "addr:city, else its largest city/town node, else the file name)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE)
     parser.add_argument("--max-addresses", type=int, default=None, help="tiny subset (e.g. 6) for tests")
     parser.add_argument("--plot-map", type=Path, default=None, help="PNG map of sub-streets and cameras")
     parser.add_argument("--plot-samples", type=Path, default=None, help="PNG contact sheet of views")
     args = parser.parse_args(argv)
-    report = build_demo_city(args.output, args.seed, args.image_size, args.max_addresses)
-    for split in SPLITS:
-        print(f"{split:>8}: {report.images[split]:5d} images, {report.locations[split]:4d} locations, "
-              f"{report.addresses[split]:3d} addresses")  # fmt: skip
-    print(
-        f"moved to train: {report.moved_to_train}; NN-pixel baseline SSA@1 {100 * report.nn_ssa1:.1f}% "
-        f"SA@1 {100 * report.nn_sa1:.1f}%; build {report.seconds:.1f} s (render {report.render_seconds:.1f} s)"
-    )
+    if args.image_size < 8:
+        raise SystemExit(f"demo_city: --image-size must be at least 8, got {args.image_size}")
+    if args.max_addresses is not None and args.max_addresses < 1:
+        raise SystemExit(f"demo_city: --max-addresses must be at least 1, got {args.max_addresses}")
+    try:
+        report = build_demo_city(args.output, args.seed, args.image_size, args.max_addresses, pbf=args.pbf,
+                                 sha256=args.sha256, name=args.name, log=print)  # fmt: skip
+    except (ValueError, OSError) as err:
+        raise SystemExit(f"demo_city: {err}") from None
+    print("\n".join(report_lines(report, report.extra["city"])))
     if args.plot_map:
         plot_map(report, args.plot_map)
     if args.plot_samples:

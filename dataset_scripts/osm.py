@@ -1,11 +1,13 @@
 """OSM extract -> semantic address partition (paper §3) + reverse geocoder.
 
 Streets of any OpenStreetMap extract are cut at their junctions into sub-streets whose
-addresses read "Main between Cross A and Cross B, Neighborhood" (see ``osm_partition``).
-The shipped demo extract is central Helsinki (``HELSINKI_PBF``, © OpenStreetMap
-contributors, ODbL 1.0)::
+addresses read "Main between Cross A and Cross B, Neighborhood" (see ``osm_partition``;
+its docstring says where neighborhoods come from when an extract has no suburb nodes).
+Two extracts ship (© OpenStreetMap contributors, ODbL 1.0; ``data/NOTICE``): central Helsinki
+(``HELSINKI_PBF``, the demo city) and Kotka's Karhula area (``KOTKA_PBF``); both are always
+checked against their sha256. Any ``.osm.pbf``, ``.osm``, ``.osm.bz2`` or ``.osm.gz`` works::
 
-    python -m dataset_scripts.osm --pbf dataset_scripts/data/helsinki.osm.pbf --summary
+    python -m dataset_scripts.osm --pbf dataset_scripts/data/kotka.osm.pbf --summary
 """
 
 from __future__ import annotations
@@ -23,22 +25,28 @@ import shapely
 from shapely.geometry import Point
 
 from dataset_scripts.osm_partition import StreetPartition, SubStreet, partition_extract
-from dataset_scripts.osm_read import OsmExtract, load_extract
+from dataset_scripts.osm_read import OsmExtract, extract_stem, load_extract
 from modeling_addressclip.address import Address
 from modeling_addressclip.geo import latlon_to_utm
 
 __all__ = [
-    "HELSINKI_PBF", "HELSINKI_SHA256", "OSM_ATTRIBUTION", "GeocodeResult", "OsmExtract", "ReverseGeocoder",
-    "StreetPartition", "SubStreet", "partition_streets", "read_extract", "verify_extract",
+    "HELSINKI_PBF", "HELSINKI_SHA256", "KOTKA_PBF", "KOTKA_SHA256", "OSM_ATTRIBUTION", "SHIPPED_EXTRACTS",
+    "GeocodeResult", "OsmExtract", "ReverseGeocoder", "StreetPartition", "SubStreet", "extract_stem", "file_sha256",
+    "partition_streets", "read_extract", "shipped_sha256", "summary_lines", "verify_extract",
 ]  # fmt: skip
 
-HELSINKI_PBF = Path(__file__).resolve().parent / "data" / "helsinki.osm.pbf"
+DATA = Path(__file__).resolve().parent / "data"
+HELSINKI_PBF = DATA / "helsinki.osm.pbf"
 HELSINKI_SHA256 = "b73e9c2c82054d654209b0127f1c3287d5900d6780a6083bf3a45ead8ba3e5ee"
+KOTKA_PBF = DATA / "kotka.osm.pbf"
+KOTKA_SHA256 = "39a274a125205531b4d1de7d0059802ffbb3f1a4cec915d0399c8b195274767b"
+SHIPPED_EXTRACTS = {HELSINKI_PBF: HELSINKI_SHA256, KOTKA_PBF: KOTKA_SHA256}
 OSM_ATTRIBUTION = "© OpenStreetMap contributors, ODbL 1.0, https://www.openstreetmap.org/copyright"
 TIE_TOLERANCE_M = 1e-6
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB blocks)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -54,7 +62,7 @@ def verify_extract(path: str | Path, sha256: str | None = None) -> Path:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"OSM extract {path} does not exist or is not a file")
-    if sha256 is not None and (actual := _sha256(path)) != sha256.lower():
+    if sha256 is not None and (actual := file_sha256(path)) != sha256.lower():
         raise ValueError(
             f"OSM extract {path} has sha256 {actual}, expected {sha256.lower()}: the file is corrupted, "
             "truncated or not the expected extract"
@@ -67,12 +75,15 @@ def verify_extract(path: str | Path, sha256: str | None = None) -> Path:
     return path
 
 
+def shipped_sha256(path: str | Path) -> str | None:
+    """The sha256 a shipped extract must have (``SHIPPED_EXTRACTS``), None for any other file."""
+    return SHIPPED_EXTRACTS.get(Path(path).resolve())
+
+
 def read_extract(path: str | Path, sha256: str | None = None) -> OsmExtract:
-    """Verify (``verify_extract``) then parse an extract; the shipped Helsinki file is always checksummed."""
+    """Verify (``verify_extract``) then parse an extract; the shipped extracts are always checksummed."""
     path = Path(path)
-    if sha256 is None and path.resolve() == HELSINKI_PBF:
-        sha256 = HELSINKI_SHA256
-    verify_extract(path, sha256)
+    verify_extract(path, sha256 or shipped_sha256(path))
     try:
         return load_extract(path)
     except Exception as err:
@@ -88,11 +99,14 @@ def partition_streets(
     junction_merge_m: float = 20.0,
     carriageway_merge_m: float = 30.0,
     neighborhood: Callable[[float, float], str] | None = None,
+    default_neighborhood: str | None = None,
 ) -> StreetPartition:
     """Semantic address partition of an extract (paper §3).
 
     ``neighborhood`` maps a UTM point (east, north) to a name; by default the nearest
-    ``place=suburb|neighbourhood|quarter`` node (admin polygons are clipped in extracts).
+    ``place=suburb|neighbourhood|quarter`` node (admin polygons are clipped in extracts), else the
+    nearest city/town/village/hamlet node, else one neighborhood named ``default_neighborhood``
+    (or the extract's city, or its file name): ``osm_partition``'s docstring.
     Pieces not turned into addresses are counted in ``StreetPartition.dropped`` by reason:
     ``bbox-cut`` (an end cut by the extract, its crossing unknown), ``no-junction`` (no
     crossing at either end), ``too-short`` (under ``min_length_m``).
@@ -101,6 +115,7 @@ def partition_streets(
     return partition_extract(
         extract, min_length_m=min_length_m, junction_merge_m=junction_merge_m,
         carriageway_merge_m=carriageway_merge_m, neighborhood=neighborhood,
+        default_neighborhood=default_neighborhood,
     )  # fmt: skip
 
 
@@ -161,7 +176,9 @@ def summary_lines(partition: StreetPartition, seconds: float | None = None) -> l
         f"distinct addresses: {s.get('distinct_addresses', 0)} ({s.get('distinct_addresses_50m', 0)} >= 50 m)",
         f"median sub-street length: {s.get('median_length_m', 0.0):.1f} m",
         "dropped: " + (", ".join(f"{k} {v}" for k, v in partition.dropped.items()) or "none"),
-        f"neighborhoods: {', '.join(sorted(partition.neighborhoods)) or 'none'}",
+        f"neighborhoods: {', '.join(sorted(partition.neighborhoods)) or 'none'}"
+        + (f" (from {partition.neighborhood_source})" if partition.neighborhood_source else ""),
+        f"city: {partition.city or 'unknown (no addr:city tag or place=city|town node)'}",
     ]
     if seconds is not None:
         lines.append(f"parse + partition time: {seconds:.2f} s")
@@ -170,7 +187,9 @@ def summary_lines(partition: StreetPartition, seconds: float | None = None) -> l
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Semantic address partition of an OSM extract.")
-    parser.add_argument("--pbf", type=Path, default=HELSINKI_PBF, help="OSM extract (.osm.pbf, .osm, .opl)")
+    parser.add_argument(
+        "--pbf", type=Path, default=HELSINKI_PBF, help="OSM extract (.osm.pbf, .osm, .osm.bz2, .osm.gz, .opl)"
+    )
     parser.add_argument("--sha256", default=None, help="expected sha256 of the extract")
     parser.add_argument("--summary", action="store_true", help="print statistics only, not every address")
     parser.add_argument("--min-length", type=float, default=20.0, help="shortest sub-street kept (m)")

@@ -6,6 +6,14 @@ unnamed link roads), junctions closer than ``junction_merge_m`` grouped, lines c
 groups. A piece's address is the main street + the crossing street at each end; at a
 junction the crossing named is preferably a street passing through it (so a name change
 of the main street is not taken as its crossing), then the higher road class, then the name.
+
+Neighborhoods (the address's last part), by default, in this order of what the extract has:
+
+1. the nearest ``place=suburb|neighbourhood|quarter`` node;
+2. if it has none, the nearest ``place=city|town|village|hamlet`` node;
+3. if it has neither, one neighborhood for the whole extract, named ``default_neighborhood``
+   (the demo city passes its city name: ``--name`` or derived), else the extract's city (``OsmExtract.city``: its most
+   common ``addr:city``), else a name made from the file name (``osm_read.extract_stem``).
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import shapely
 from shapely.geometry import LineString, Point, box
 
 from dataset_scripts.osm_geometry import centre_lines, cut, direction, group_positions, sample_positions
-from dataset_scripts.osm_read import OsmExtract, OsmWay
+from dataset_scripts.osm_read import OsmExtract, OsmWay, extract_stem
 from modeling_addressclip.address import Address
 
 CLASS_RANK = {
@@ -57,6 +65,8 @@ class StreetPartition:
     bounds: tuple[float, float, float, float]
     dropped: dict[str, int]
     stats: dict[str, float] = field(default_factory=dict)
+    city: str | None = None  # the extract's city name (OsmExtract.city), if it has one
+    neighborhood_source: str = ""  # which rule of the module docstring named the neighborhoods
 
 
 @dataclass(frozen=True)
@@ -305,19 +315,34 @@ def nearest_place(places: dict[str, tuple[float, float]]) -> Callable[[float, fl
     return lookup
 
 
+def neighborhood_places(
+    extract: OsmExtract, default_neighborhood: str | None = None
+) -> tuple[dict[str, tuple[float, float]], str]:
+    """The places that name neighborhoods and which fallback gave them (module docstring, rules 1-3)."""
+    if extract.places:
+        return dict(extract.places), "place=suburb|neighbourhood|quarter nodes"
+    if extract.fallback_places:
+        return dict(extract.fallback_places), "place=city|town|village|hamlet nodes (no suburb/neighbourhood/quarter)"
+    name = default_neighborhood or extract.city or extract_stem(extract.path or "city")
+    minx, miny, maxx, maxy = extract.bounds
+    return {name: ((minx + maxx) / 2, (miny + maxy) / 2)}, "one neighborhood for the whole extract (no place nodes)"
+
+
 def partition_extract(
     extract: OsmExtract, *, min_length_m: float, junction_merge_m: float, carriageway_merge_m: float,
-    neighborhood: Callable[[float, float], str] | None,
+    neighborhood: Callable[[float, float], str] | None, default_neighborhood: str | None = None,
 ) -> StreetPartition:  # fmt: skip
     """Run the partition on a parsed extract (see module docstring)."""
-    places = extract.places or extract.fallback_places
+    places, source = neighborhood_places(extract, default_neighborhood)
+    if neighborhood is not None:
+        source = "a given function"
     lookup = neighborhood or nearest_place(places)
     worker = _Partitioner(extract, min_length_m, junction_merge_m, carriageway_merge_m, lookup)
     worker.run()
     subs = sorted(worker.sub_streets, key=lambda s: (s.address.format(), s.line.coords[0]))
     stats = _stats(extract, worker.net, subs)
     dropped = dict(sorted(worker.dropped.items()))
-    return StreetPartition(subs, extract.utm_zone, dict(places), extract.bounds, dropped, stats)
+    return StreetPartition(subs, extract.utm_zone, places, extract.bounds, dropped, stats, extract.city, source)
 
 
 def _stats(extract: OsmExtract, net: _Network, subs: list[SubStreet]) -> dict[str, float]:

@@ -1,13 +1,17 @@
-"""Read an OSM extract (.osm.pbf / .osm / .opl) into plain UTM geometry for the address partition.
+"""Read an OSM extract (.osm.pbf / .osm / .osm.bz2 / .osm.gz / .opl) into plain UTM geometry for the partition.
 
 Only what the semantic address partition needs is kept: named street ways (split where the
 extract dropped nodes, with those ends flagged as cut by the extract's boundary), unnamed
 connector ways (link roads), roundabouts, tram tracks and place nodes. Everything is
-projected to the extract's UTM zone (metres).
+projected to the extract's UTM zone (metres), the zone of the extract's centre. The
+extract's city name (``OsmExtract.city``) is its most common ``addr:city`` value, else the
+largest ``place=city|town`` node (city before town, then by ``population``), else None.
+pyosmium picks the format and compression from the file name's suffixes.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +29,7 @@ STREET_HIGHWAYS = {
 
 NEIGHBORHOOD_PLACES = ("suburb", "neighbourhood", "quarter")
 FALLBACK_PLACES = ("city", "town", "village", "hamlet")
+CITY_PLACES = ("city", "town")
 
 
 @dataclass
@@ -61,6 +66,19 @@ class OsmExtract:
     places: dict[str, tuple[float, float]]
     fallback_places: dict[str, tuple[float, float]]
     counts: dict[str, int] = field(default_factory=dict)
+    city: str | None = None  # most common addr:city, else the largest city/town node's name
+
+
+OSM_SUFFIXES = (".pbf", ".osm", ".opl", ".o5m", ".xml", ".bz2", ".gz")
+
+
+def extract_stem(path: str | Path) -> str:
+    """A place name from an extract's file name: ``new_york.osm.bz2`` -> ``"New York"`` (as-is unless lowercase)."""
+    name = Path(path).name
+    while Path(name).suffix.lower() in OSM_SUFFIXES and Path(name).stem:
+        name = Path(name).stem
+    name = " ".join(name.replace("_", " ").replace("-", " ").split()) or "city"
+    return name.title() if name.islower() else name
 
 
 def excluded_reason(tags: dict[str, str]) -> str | None:
@@ -84,14 +102,30 @@ class _Collector:
         self.ways: list[tuple[str, int, dict[str, str], list[tuple[int, float, float] | None]]] = []
         self.places: list[tuple[str, str, float, float]] = []
         self.counts: dict[str, int] = {"highway_ways": 0, "named_street_ways": 0}
+        self.addr_cities: Counter[str] = Counter()
+        self.settlements: list[tuple[int, float, str]] = []  # (class rank: city 0, town 1; -population; name)
 
     def node(self, obj) -> None:
         place, name = obj.tags.get("place"), obj.tags.get("name")
+        self._count_city(obj.tags.get("addr:city"))
         if name and place in NEIGHBORHOOD_PLACES + FALLBACK_PLACES and obj.location.valid():
             self.places.append((place, name, obj.location.lat, obj.location.lon))
+        if name and place in CITY_PLACES:
+            self.settlements.append((CITY_PLACES.index(place), -_population(obj.tags.get("population")), name))
+
+    def _count_city(self, value: str | None) -> None:
+        if value and value.strip():
+            self.addr_cities[value.strip()] += 1
+
+    def city(self) -> str | None:
+        """Most common ``addr:city`` (ties: alphabetical), else the largest city/town node, else None."""
+        if self.addr_cities:
+            return min(self.addr_cities.items(), key=lambda item: (-item[1], item[0]))[0]
+        return min(self.settlements)[2] if self.settlements else None
 
     def way(self, obj) -> None:
         tags = {t.k: t.v for t in obj.tags}
+        self._count_city(tags.get("addr:city"))
         kind = self._kind(tags, [n.ref for n in obj.nodes])
         if kind is not None:
             nodes = [(n.ref, n.location.lat, n.location.lon) if n.location.valid() else None for n in obj.nodes]
@@ -116,6 +150,14 @@ class _Collector:
             return "connector"
         self.counts["named_street_ways"] += 1
         return "street"
+
+
+def _population(value: str | None) -> float:
+    """``population`` tag as a number (0 when absent or not a plain number such as "12 000")."""
+    try:
+        return float((value or "0").replace(" ", "").replace(",", ""))
+    except ValueError:
+        return 0.0
 
 
 def _split_at_missing(nodes: list[tuple[int, int] | None]) -> list[tuple[list[tuple[int, int]], bool, bool]]:
@@ -148,7 +190,7 @@ def _header_box(path: Path) -> tuple[float, float, float, float] | None:
 def _collect(path: Path) -> _Collector:
     collector = _Collector()
     processor = osmium.FileProcessor(str(path)).with_locations()
-    processor = processor.with_filter(osmium.filter.KeyFilter("highway", "railway", "place"))
+    processor = processor.with_filter(osmium.filter.KeyFilter("highway", "railway", "place", "addr:city"))
     for obj in processor:
         if obj.is_node():
             collector.node(obj)
@@ -205,4 +247,5 @@ def load_extract(path: Path) -> OsmExtract:
         roundabouts=groups["roundabout"], trams=[w.coords for w in groups["tram"]],
         places=_project_places(collector.places, zone, NEIGHBORHOOD_PLACES),
         fallback_places=_project_places(collector.places, zone, FALLBACK_PLACES), counts=collector.counts,
+        city=collector.city(),
     )  # fmt: skip

@@ -30,15 +30,16 @@ def row_hash(row: dict) -> str:
 
 
 def hand_made_partition() -> osm.StreetPartition:
-    """Two parallel streets crossed by three others, in UTM 35V near Helsinki."""
+    """Three parallel streets crossed by three others, in UTM 35V near Helsinki (6 addresses, the minimum is 5)."""
     east, north = 385600.0, 6672000.0
     subs = []
-    streets = ((0.0, "Alpha Avenue", "primary", {"tram": "yes"}), (150.0, "Beta Lane", "residential", {}))
+    streets = ((0.0, "Alpha Avenue", "primary", {"tram": "yes"}), (150.0, "Beta Lane", "residential", {}),
+               (300.0, "Gamma Road", "residential", {}))  # fmt: skip
     for y, name, highway, tags in streets:
         for x0, x1, a, b in ((0, 120, "First Street", "Second Street"), (120, 260, "Second Street", "Third Street")):
             line = shapely.LineString([(east + x0, north + y), (east + x1, north + y)])
             subs.append(osm.SubStreet(Address(name, (a, b), "Testville"), line, highway, tags))
-    bounds = (east, north, east + 260, north + 150)
+    bounds = (east, north, east + 260, north + 300)
     return osm.StreetPartition(subs, "35V", {"Testville": (east + 100, north + 80)}, bounds, {})
 
 
@@ -86,6 +87,10 @@ def test_card_has_license_attribution_statistics_and_baseline(tiny):
     card = (tiny.output / "README.md").read_text()
     assert "license: odbl" in card
     assert osm.OSM_ATTRIBUTION in card
+    assert "pretty_name: AddressCLIP demo city (Helsinki)" in card and "# AddressCLIP demo city: Helsinki" in card
+    assert f"`helsinki.osm.pbf` (sha256 `{osm.HELSINKI_SHA256}`)" in card and "UTM zone 35V" in card
+    assert "Neighborhoods: Hakaniemi, Kaartinkaupunki, Kaisaniemi, Keskusta, Kluuvi, Siltasaari" in card
+    assert tiny.city == "Helsinki" and all(p.location_id.startswith("hel-") for p in tiny.extra["plans"])
     assert "SSA@1" in card and "| query |" in card
     assert 0.0 <= tiny.nn_ssa1 <= tiny.nn_sa1 <= 1.0
 
@@ -114,6 +119,8 @@ def test_corrupted_extract_raises_and_writes_nothing(tmp_path):
     data[1000:1010] = b"\xff" * 10
     broken.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="sha256"):
+        build_demo_city(tmp_path / "out", pbf=broken, sha256=osm.HELSINKI_SHA256, max_addresses=2)
+    with pytest.raises(ValueError, match="helsinki.osm.pbf is not a readable OSM file"):  # no checksum to compare
         build_demo_city(tmp_path / "out", pbf=broken, max_addresses=2)
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["helsinki.osm.pbf"]
@@ -123,9 +130,9 @@ def test_hand_made_partition_builds(tmp_path):
     partition = hand_made_partition()
     report = build_demo_city(tmp_path / "hand", seed=1, partition=partition, workers=1)
     assert sum(report.addresses.values()) > 0
-    assert report.addresses["train"] == 4
+    assert report.addresses["train"] == 6
     plans = plan_views(partition, seed=1)
-    assert len(plans) == 4 * (12 + 14) * 2
+    assert len(plans) == 4 * (12 + 14) * 3
     assert all(0.0 <= p.heading < 360.0 for p in plans)
 
 

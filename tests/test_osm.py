@@ -1,7 +1,7 @@
 """Semantic address partition of OSM extracts (dataset_scripts/osm.py) and its reverse geocoder.
 
-Synthetic .osm files are written around Helsinki (local metres -> lat/lon) so each case is
-small and exact; the shipped extract is parsed once per module.
+Synthetic .osm files are written around Helsinki (local metres -> lat/lon, ``fixtures.osm_writer``)
+so each case is small and exact; the shipped extracts are parsed once per module.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import hashlib
 import math
 import shutil
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +19,8 @@ from shapely.geometry import LineString
 from dataset_scripts.osm import (
     HELSINKI_PBF,
     HELSINKI_SHA256,
+    KOTKA_PBF,
+    KOTKA_SHA256,
     OSM_ATTRIBUTION,
     ReverseGeocoder,
     StreetPartition,
@@ -27,59 +28,17 @@ from dataset_scripts.osm import (
     main,
     partition_streets,
     read_extract,
+    summary_lines,
     verify_extract,
 )
 from dataset_scripts.osm_partition import choose_crosses
+from dataset_scripts.osm_read import extract_stem
+from fixtures.osm_writer import HELSINKI, PITTSBURGH, SYDNEY, OsmFile, degrees_per_metre, street_grid
 from modeling_addressclip.address import Address
 from modeling_addressclip.geo import latlon_to_utm
 
-LAT0, LON0 = 60.17, 24.94
-M_LAT = 1 / 111_320.0
-M_LON = 1 / (111_320.0 * math.cos(math.radians(LAT0)))
-
-
-class OsmFile:
-    """Builds a tiny .osm XML file in local metres (x east, y north) around central Helsinki."""
-
-    def __init__(self, half_size_m: float = 1000.0) -> None:
-        self.nodes: dict[tuple[float, float], int] = {}
-        self.extra_nodes: list[str] = []
-        self.ways: list[str] = []
-        self.half = half_size_m
-        self.place("Testila", 0, 0)
-
-    def node(self, x: float, y: float) -> int:
-        return self.nodes.setdefault((round(x, 3), round(y, 3)), len(self.nodes) + 1)
-
-    def place(self, name: str, x: float, y: float, kind: str = "suburb") -> None:
-        tags = f'<tag k="place" v="{kind}"/><tag k="name" v={quoteattr(name)}/>'
-        lat, lon = LAT0 + y * M_LAT, LON0 + x * M_LON
-        self.extra_nodes.append(f'<node id="{9000 + len(self.extra_nodes)}" lat="{lat}" lon="{lon}">{tags}</node>')
-
-    def way(self, points, missing: tuple[int, ...] = (), **tags: str) -> None:
-        """A way through ``points``; indices in ``missing`` reference nodes absent from the file."""
-        refs = [9_000_000 + i if i in missing else self.node(*p) for i, p in enumerate(points)]
-        body = "".join(f'<nd ref="{r}"/>' for r in refs)
-        body += "".join(f"<tag k={quoteattr(k.rstrip('_'))} v={quoteattr(v)}/>" for k, v in tags.items())
-        self.ways.append(f'<way id="{len(self.ways) + 1}" version="1">{body}</way>')
-
-    def street(self, name: str, *points, highway: str = "residential", **tags: str) -> None:
-        self.way(points, highway=highway, name=name, **tags)
-
-    def write(self, path: Path) -> Path:
-        dlat, dlon = self.half * M_LAT, self.half * M_LON
-        bounds = (LAT0 - dlat, LON0 - dlon, LAT0 + dlat, LON0 + dlon)
-        nodes = [
-            f'<node id="{i}" version="1" lat="{LAT0 + y * M_LAT:.8f}" lon="{LON0 + x * M_LON:.8f}"/>'
-            for (x, y), i in self.nodes.items()
-        ]
-        text = "\n".join(
-            ['<?xml version="1.0" encoding="UTF-8"?>', '<osm version="0.6" generator="tests">',
-             '<bounds minlat="{}" minlon="{}" maxlat="{}" maxlon="{}"/>'.format(*bounds),
-             *nodes, *self.extra_nodes, *self.ways, "</osm>"]
-        )  # fmt: skip
-        path.write_text(text, encoding="utf-8")
-        return path
+LAT0, LON0 = HELSINKI
+M_LAT, M_LON = degrees_per_metre(LAT0)
 
 
 def run(osm: OsmFile, tmp_path: Path, **kwargs) -> StreetPartition:
@@ -332,10 +291,41 @@ def test_shipped_extract_geocodes_its_own_streets(helsinki):
         assert result.distance_m < 1e-6 and result.address is not None
 
 
-def test_shipped_extract_checksum_and_notice():
-    assert hashlib.sha256(HELSINKI_PBF.read_bytes()).hexdigest() == HELSINKI_SHA256
-    assert verify_extract(HELSINKI_PBF, HELSINKI_SHA256) == HELSINKI_PBF
-    assert OSM_ATTRIBUTION in (HELSINKI_PBF.parent / "NOTICE").read_text(encoding="utf-8")
+@pytest.mark.parametrize(("path", "sha256"), [(HELSINKI_PBF, HELSINKI_SHA256), (KOTKA_PBF, KOTKA_SHA256)])
+def test_shipped_extract_checksum_and_notice(path, sha256):
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == sha256
+    assert verify_extract(path, sha256) == path
+    notice = (path.parent / "NOTICE").read_text(encoding="utf-8")
+    assert OSM_ATTRIBUTION in notice
+    assert f"{path.name}:" in notice and f"sha256 {sha256}" in notice and f"{path.stat().st_size:,} bytes" in notice
+
+
+def test_second_shipped_extract_kotka_has_its_own_zone_neighbourhoods_and_city():
+    extract = read_extract(KOTKA_PBF)  # checksummed: a shipped file
+    assert extract.city == "Kotka"
+    partition = partition_streets(extract)
+    assert partition.utm_zone == "35V" and partition.city == "Kotka"
+    assert set(partition.neighborhoods) == {"Helilä", "Malminki", "Marttila", "Ristinkallio", "Suurniitty"}
+    assert "Kannikko" not in partition.neighborhoods  # a hamlet: only used when no suburb/neighbourhood exists
+    assert {s.address.neighborhood for s in partition.sub_streets} <= set(partition.neighborhoods)
+    assert len({s.address for s in partition.sub_streets if s.length_m >= 50}) >= 100
+    lat, lon = (60.52, 60.54), (26.93, 26.97)
+    east, north, _ = latlon_to_utm([lat[0], lat[1]], [lon[0], lon[1]], "35V")
+    minx, miny, maxx, maxy = partition.bounds
+    assert minx == pytest.approx(min(east), abs=300) and maxy == pytest.approx(max(north), abs=300)
+    check_invariants(partition)
+    lines = summary_lines(partition)
+    assert "city: Kotka" in lines and any("from place=suburb|neighbourhood|quarter nodes" in x for x in lines)
+
+
+def test_swapped_shipped_extract_fails_its_checksum(tmp_path, monkeypatch):
+    import dataset_scripts.osm as osm
+
+    copy = tmp_path / "kotka.osm.pbf"
+    shutil.copy(HELSINKI_PBF, copy)
+    monkeypatch.setitem(osm.SHIPPED_EXTRACTS, copy.resolve(), KOTKA_SHA256)  # as if Helsinki's bytes were shipped
+    with pytest.raises(ValueError, match="kotka.osm.pbf has sha256 " + HELSINKI_SHA256):
+        read_extract(copy)
 
 
 def test_corrupted_and_swapped_extracts_fail_clearly(tmp_path):
@@ -357,6 +347,74 @@ def test_corrupted_and_swapped_extracts_fail_clearly(tmp_path):
         verify_extract(tmp_path / "missing.osm.pbf")
     written = sorted(p.name for p in tmp_path.iterdir())
     assert written == ["garbage.osm.pbf", "helsinki.osm.pbf", "other.osm", "swapped.osm.pbf"]  # nothing else
+
+
+# ---- any extract: formats, zones, city names, neighborhood fallback ----------------------------
+
+
+@pytest.mark.parametrize("suffix", [".osm", ".osm.bz2", ".osm.gz"])
+def test_compressed_xml_extracts_give_the_same_partition(tmp_path, suffix):
+    path = crossing_grid().write(tmp_path / f"city{suffix}")
+    assert path.read_bytes()[:3] == {".osm": b"<?x", ".osm.bz2": b"BZh", ".osm.gz": b"\x1f\x8b\x08"}[suffix]
+    assert texts(partition_streets(path)) == texts(run(crossing_grid(), tmp_path))
+
+
+@pytest.mark.parametrize(("origin", "zone"), [(PITTSBURGH, "17T"), (SYDNEY, "56H"), (HELSINKI, "35V")])
+def test_utm_zone_comes_from_the_extract(tmp_path, origin, zone):
+    partition = partition_streets(street_grid(OsmFile(origin=origin)).write(tmp_path / "grid.osm.bz2"))
+    assert partition.utm_zone == zone
+    lat, lon = origin
+    east, north, _ = latlon_to_utm(lat, lon, zone)
+    centre = [
+        s.line for s in partition.sub_streets if s.address.format() == "Avenue B between Street 2 and Street 3, Testila"
+    ]
+    assert len(centre) == 1  # the grid's middle block, centred on the origin
+    middle = centre[0].interpolate(0.5, normalized=True)
+    assert math.hypot(middle.x - east[0], middle.y - north[0]) < 1.0
+    assert len(partition.sub_streets) == 3 * 5 + 4 * 4  # avenues: 3 blocks + 2 ends; streets: 2 blocks + 2 ends
+    check_invariants(partition)
+
+
+def test_city_name_is_the_most_common_addr_city_else_the_largest_city_or_town(tmp_path):
+    osm = street_grid(OsmFile(place=None))
+    osm.place("Smallville", 300, 0, kind="town", population="900")
+    osm.place("Bigtown", -300, 0, kind="town", population="12 000")
+    osm.place("Hamletby", 0, 300, kind="hamlet")
+    assert read_extract(osm.write(tmp_path / "a.osm")).city == "Bigtown"
+    osm.place("Capital", 0, -300, kind="city")
+    assert read_extract(osm.write(tmp_path / "b.osm")).city == "Capital"  # a city before any town
+    osm.way([(0, 0), (5, 0), (5, 5), (0, 0)], building="yes", addr__city="Kotka")
+    osm.way([(50, 50), (55, 50), (55, 55), (50, 50)], building="yes", addr__city="Kotka")
+    osm.way([(90, 50), (95, 50), (95, 55), (90, 50)], building="yes", addr__city="Hamina")
+    assert read_extract(osm.write(tmp_path / "c.osm")).city == "Kotka"
+    assert read_extract(street_grid(OsmFile(place=None)).write(tmp_path / "d.osm")).city is None
+    assert [extract_stem(n) for n in ("kotka.osm.pbf", "new_york.osm.bz2", "San-Diego.osm", "x.opl")] == [
+        "Kotka", "New York", "San Diego", "X",
+    ]  # fmt: skip
+
+
+def test_neighborhood_fallback_chain(tmp_path):
+    """suburb|neighbourhood|quarter nodes, else city|town|village|hamlet nodes, else one named after the city."""
+    with_village = street_grid(OsmFile(place=None))
+    with_village.place("Kylä", 0, 0, kind="village")
+    with_village.place("Toinen", 2000, 0, kind="hamlet")  # outside the grid: never the nearest
+    partition = partition_streets(with_village.write(tmp_path / "village.osm"))
+    assert {s.address.neighborhood for s in partition.sub_streets} == {"Kylä"}
+    assert "city|town|village|hamlet" in partition.neighborhood_source
+    with_village.place("Keskusta", 0, 0, kind="suburb")
+    partition = partition_streets(with_village.write(tmp_path / "suburb.osm"))
+    assert {s.address.neighborhood for s in partition.sub_streets} == {"Keskusta"}
+    bare = street_grid(OsmFile(place=None))
+    path = bare.write(tmp_path / "lonely_town.osm")
+    for kwargs, expected in (({}, "Lonely Town"), ({"default_neighborhood": "Nowhere"}, "Nowhere")):
+        partition = partition_streets(path, **kwargs)
+        assert {s.address.neighborhood for s in partition.sub_streets} == {expected}
+        assert list(partition.neighborhoods) == [expected] and "no place nodes" in partition.neighborhood_source
+        minx, miny, maxx, maxy = partition.bounds
+        assert partition.neighborhoods[expected] == pytest.approx(((minx + maxx) / 2, (miny + maxy) / 2))
+    bare.way([(0, 0), (5, 0), (5, 5), (0, 0)], building="yes", addr__city="Hamina")
+    partition = partition_streets(bare.write(tmp_path / "lonely_town.osm"))
+    assert {s.address.neighborhood for s in partition.sub_streets} == {"Hamina"} and partition.city == "Hamina"
 
 
 def test_cli_summary(tmp_path, capsys):
