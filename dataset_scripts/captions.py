@@ -2,6 +2,10 @@
 
     python -m dataset_scripts.captions --model Salesforce/blip-image-captioning-large \\
         --root DATA_ROOT --annotations DIR_OR_TABLE --output captions.jsonl [--batch-size 16]
+    python -m dataset_scripts.captions --model ... --photos PHOTOS_DIR_OR_CSV --output captions.jsonl
+
+``--photos`` is the input of ``dataset_scripts.geotagged``: every image below a folder, or the rows of
+its ``image,latitude,longitude[,caption]`` table whose caption is empty (keys relative to the table).
 
 Writes one ``{"key", "caption"}`` line per image whose annotation has an empty caption;
 lines are appended batch by batch, so a rerun skips what is already there (resumable).
@@ -23,7 +27,10 @@ from dataset_scripts.ial_io import ImageKeys, Reject, iter_annotations
 from dataset_scripts.ial_report import SeenSet
 from modeling_addressclip.image_utils import load_image
 
-__all__ = ["DEFAULT_PROMPT", "caption_images", "done_keys", "keys_without_caption", "load_captioner"]
+__all__ = [
+    "DEFAULT_PROMPT", "caption_images", "done_keys", "keys_without_caption", "load_captioner",
+    "photo_keys_without_caption",
+]  # fmt: skip
 
 DEFAULT_PROMPT = "A street view of"
 
@@ -63,6 +70,22 @@ def keys_without_caption(
     for annotation in iter_annotations(annotations, config, exclude):
         if not annotation.problem and not annotation.caption and seen.add(annotation.key):
             yield annotation.key
+
+
+def photo_keys_without_caption(photos: str | os.PathLike) -> tuple[Path, list[str]]:
+    """(root, keys) of a geotagged build's photos (``--photos``: a folder, or a CSV table) that have no caption."""
+    import csv
+
+    from dataset_scripts.geotagged_read import photo_files
+
+    photos = Path(photos)
+    if photos.is_dir():
+        return photos, photo_files(photos)[0]
+    with open(photos, newline="", encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and "image" not in rows[0]:
+        raise ValueError(f"{photos}: no 'image' column")
+    return photos.parent, [row["image"] for row in rows if not (row.get("caption") or "").strip()]
 
 
 def _batches(keys: Iterable[str], root: Path, size: int) -> Iterator[tuple[list[str], list[Image.Image], int]]:
@@ -140,8 +163,10 @@ def load_captioner(name_or_path: str, device: str | None = None):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Caption images whose annotation has no caption (resumable).")
     parser.add_argument("--model", required=True, help="image-to-text model name or directory (paper: BLIP-large)")
-    parser.add_argument("--root", required=True, help="data root the annotation keys are relative to")
-    parser.add_argument("--annotations", required=True, help="release folder or CSV/JSONL table")
+    parser.add_argument("--root", help="data root the annotation keys are relative to")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--annotations", help="release folder or CSV/JSONL table (with --root)")
+    source.add_argument("--photos", help="a geotagged build's photo folder or photos.csv")
     parser.add_argument("--config", help="for a folder with several releases: the one to use (e.g. base)")
     parser.add_argument("--exclude-config", nargs="*", default=[], help="release names never to use (e.g. large)")
     parser.add_argument("--output", required=True, help="JSONL to append to (and resume from)")
@@ -150,9 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=30)
     parser.add_argument("--device", help="e.g. cuda")
     args = parser.parse_args(argv)
+    if args.annotations and not args.root:
+        parser.error("--annotations needs --root (the folder its keys are relative to)")
+    if args.photos:
+        root, keys = photo_keys_without_caption(args.photos)
+    else:
+        root, keys = args.root, keys_without_caption(args.annotations, args.config, tuple(args.exclude_config))
     model, processor = load_captioner(args.model, args.device)
-    keys = keys_without_caption(args.annotations, args.config, tuple(args.exclude_config))
-    counts = caption_images(model, processor, keys, args.root, args.output, args.batch_size, args.prompt,
+    counts = caption_images(model, processor, keys, root, args.output, args.batch_size, args.prompt,
                             args.max_new_tokens)  # fmt: skip
     print(json.dumps(counts))
     return 0

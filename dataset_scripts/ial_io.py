@@ -46,6 +46,11 @@ REASONS = {
     "location_in_two_splits": "location in two splits",
     "annotation_malformed": "malformed annotation entry",
     "schema_invalid": "row breaks the IAL schema",
+    # geotagged photos (dataset_scripts.geotagged)
+    "gps_missing": "photo without a GPS position",
+    "gps_malformed": "malformed EXIF GPS position",
+    "outside_extract": "GPS position outside the OSM extract",
+    "no_street_nearby": "no sub-street within --max-distance",
 }
 RELEASE_FILES = {"train": "_train.json", "database": "_database.json", "query": "_queries.json"}
 _SPACE = re.compile(r"\s*")

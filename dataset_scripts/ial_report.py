@@ -31,6 +31,13 @@ HINTS = {
     "location_in_two_splits": "all views of one location must be in the same split",
     "annotation_malformed": "check the format of --annotations",
     "schema_invalid": "the row breaks dataset_scripts.schema.IAL_FEATURES",
+    "gps_missing": "the camera saved no position (location off, no fix) or an editor stripped the EXIF; "
+    "give positions with --table photos.csv",
+    "gps_malformed": "GPSLatitude/GPSLongitude must be degrees, minutes, seconds with N/S and E/W references; "
+    "fix the tags (e.g. exiftool) or give positions with --table photos.csv",
+    "outside_extract": "the photos were taken outside the area of --pbf: use an extract that covers them",
+    "no_street_nearby": "the position is off every street (park, courtyard, water) or the GPS is poor; "
+    "raise --max-distance only if the photos really show streets",
 }
 
 

@@ -89,3 +89,35 @@ def test_unreadable_images_are_skipped(tiny_blip, tmp_path):
     counts = captions.caption_images(model, processor, ["ok.jpg", "bad.jpg", "../x.jpg"], tmp_path,
                                       tmp_path / "c.jsonl", batch_size=8, max_new_tokens=2)  # fmt: skip
     assert counts == {"already_done": 0, "captioned": 1, "unreadable": 2}
+
+
+def test_cli_captions_a_geotagged_photo_folder_for_the_builder(tiny_blip, tmp_path):
+    """``--photos DIR``: the keys are the builder's (paths below the folder), so ``--captions`` fills every row."""
+    from dataset_scripts.geotagged import build_geotagged
+    from dataset_scripts.osm import HELSINKI_PBF, partition_streets
+    from fixtures.geotagged_photos import make_geotagged_photos
+
+    _, _, model_dir = tiny_blip
+    scene = make_geotagged_photos(tmp_path / "photos", partition_streets(HELSINKI_PBF))
+    root, keys = captions.photo_keys_without_caption(scene.folder)
+    assert root == scene.folder and set(scene.addresses) <= set(keys) and "notes.txt" not in keys
+    output = tmp_path / "captions.jsonl"
+    args = ["--model", str(model_dir), "--photos", str(scene.folder), "--output", str(output),
+            "--batch-size", "8", "--max-new-tokens", "3"]  # fmt: skip
+    assert captions.main(args) == 0
+    filled = {r["key"]: r["caption"] for r in map(json.loads, output.read_text().splitlines())}
+    assert set(scene.addresses) <= set(filled)  # unreadable files are skipped, good photos all captioned
+    build_geotagged(tmp_path / "out", HELSINKI_PBF, photos=scene.folder, options=BuildOptions(captions=filled))
+    from datasets import load_dataset
+
+    rows = load_dataset(str(tmp_path / "out"), split="train", streaming=True).remove_columns("image")
+    assert all(row["caption"] for row in rows)
+
+
+def test_photo_table_keys_are_its_rows_without_a_caption(tmp_path):
+    table = tmp_path / "photos.csv"
+    table.write_text("image,latitude,longitude,caption\na.jpg,60.1,24.9,\nb.jpg,60.1,24.9,a red house\n")
+    assert captions.photo_keys_without_caption(table) == (tmp_path, ["a.jpg"])
+    (tmp_path / "bad.csv").write_text("photo,latitude\nx.jpg,1\n")
+    with pytest.raises(ValueError, match="bad.csv: no 'image' column"):
+        captions.photo_keys_without_caption(tmp_path / "bad.csv")
