@@ -2,11 +2,81 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from huggingface_hub.dataclasses import strict
 from transformers import CLIPConfig
 
 GEOGRAPHY_TARGETS = ("similarity", "distance")
 DEFAULT_ADDRESS_TEMPLATE = "A street view photo at {address}."
+PLACE_DECIMALS = 7  # ~1 cm: what config.json keeps of a coordinate
+PLACE_KEYS = ("latitude", "longitude", "line")
+
+
+def _degrees(value: Any, axis: str, where: str) -> float:
+    """One WGS84 coordinate as a float rounded to ``PLACE_DECIMALS``; ``axis`` is "latitude" or "longitude"."""
+    limit = 90.0 if axis == "latitude" else 180.0
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{where}: {axis} must be a number, got {type(value).__name__} {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or not -limit <= number <= limit:
+        raise ValueError(f"{where}: {axis} must be a finite number in [-{limit:g}, {limit:g}], got {value!r}")
+    return round(number, PLACE_DECIMALS)
+
+
+def normalize_place(place: Any, where: str) -> dict[str, Any] | None:
+    """One address's place as saved in the config: ``{"latitude", "longitude", "line": [[lat, lon], ...]}``.
+
+    ``place`` is None (unknown place) or a mapping with ``latitude`` and ``longitude`` (degrees, WGS84) and an
+    optional ``line`` (the sub-street's polyline as (lat, lon) pairs; empty or one point allowed). Coordinates
+    are rounded to ``PLACE_DECIMALS``; anything else raises ``ValueError`` naming ``where``.
+    """
+    if place is None:
+        return None
+    if not isinstance(place, Mapping):
+        raise ValueError(f"{where} must be a dict with latitude, longitude and line, or None; got {place!r}")
+    unknown = sorted(set(place.keys()) - set(PLACE_KEYS))
+    if unknown:
+        raise ValueError(f"{where} has unknown keys {unknown}; a place has only {list(PLACE_KEYS)}")
+    missing = [key for key in ("latitude", "longitude") if key not in place]
+    if missing:
+        raise ValueError(f"{where} lacks {missing}")
+    line = place.get("line")
+    line = line.tolist() if hasattr(line, "tolist") else [] if line is None else line  # a numpy (k, 2) array too
+    if not isinstance(line, (list, tuple)):
+        raise ValueError(f"{where}: line must be a list of [latitude, longitude] pairs, got {line!r}")
+    points = []
+    for j, point in enumerate(line):
+        if not isinstance(point, (list, tuple)) or len(point) != 2:
+            raise ValueError(f"{where}['line'][{j}] must be a [latitude, longitude] pair, got {point!r}")
+        vertex = f"{where}['line'][{j}]"
+        points.append([_degrees(point[0], "latitude", vertex), _degrees(point[1], "longitude", vertex)])
+    return {
+        "latitude": _degrees(place["latitude"], "latitude", where),
+        "longitude": _degrees(place["longitude"], "longitude", where),
+        "line": points,
+    }
+
+
+def normalize_places(places: Sequence[Any], addresses: Sequence[str]) -> list[dict[str, Any] | None]:
+    """Every place of an address bank (:func:`normalize_place`), checked to be aligned with ``addresses``."""
+    if isinstance(places, (str, bytes, dict)) or not isinstance(places, Sequence):
+        raise ValueError(f"address_places must be a list aligned with address_bank, got {type(places).__name__}")
+    if len(places) != len(addresses):
+        raise ValueError(
+            f"address_places has {len(places)} entries but address_bank has {len(addresses)} addresses: "
+            "entry i is the place of address i (None where it is unknown)"
+        )
+    normalized = []
+    for i, (place, address) in enumerate(zip(places, addresses)):
+        try:
+            normalized.append(normalize_place(place, f"address_places[{i}]"))
+        except ValueError as err:
+            raise ValueError(f"{err} (the place of address {address!r})") from None
+    return normalized
 
 
 @strict
@@ -29,6 +99,10 @@ class AddressCLIPConfig(CLIPConfig):
         the prompt an address is wrapped in before the text encoder, identical in training and inference.
     address_bank (`list[str]`, *optional*):
         candidate addresses whose normalized text embeddings the model stores (see `set_address_bank`).
+    address_places (`list[dict | None]`, *optional*):
+        aligned with ``address_bank``: entry i is ``{"latitude", "longitude", "line": [[lat, lon], ...]}`` (WGS84
+        degrees, rounded to 7 decimals; the address's place on its sub-street and the sub-street's polyline,
+        possibly empty or one point), or None where the place is unknown. None when the data had no coordinates.
     address_bank_fingerprint (`str`, *optional*):
         fingerprint of the tokenizer + template the bank was encoded with; checked when the bank is used.
     abstain_threshold (`float`, *optional*):
@@ -48,6 +122,7 @@ class AddressCLIPConfig(CLIPConfig):
     gather_across_ranks: bool = True
     address_template: str = DEFAULT_ADDRESS_TEMPLATE
     address_bank: list[str] | None = None
+    address_places: list[dict | None] | None = None
     address_bank_fingerprint: str | None = None
     abstain_threshold: float | None = None
     abstain_coverage: float | None = None
@@ -66,9 +141,17 @@ class AddressCLIPConfig(CLIPConfig):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
+    def validate_address_places(self):
+        """Part of `@strict` validation: places are aligned with the bank and hold valid WGS84 coordinates."""
+        if self.address_places is None:
+            return
+        if self.address_bank is None:
+            raise ValueError("address_places is set but address_bank is not: places belong to bank addresses")
+        normalize_places(self.address_places, self.address_bank)
+
     def format_address_prompt(self, address: str) -> str:
         """Wrap an address text in ``address_template`` (the exact text the text encoder sees)."""
         return self.address_template.format(address=address)
 
 
-__all__ = ["AddressCLIPConfig", "DEFAULT_ADDRESS_TEMPLATE", "GEOGRAPHY_TARGETS"]
+__all__ = ["AddressCLIPConfig", "DEFAULT_ADDRESS_TEMPLATE", "GEOGRAPHY_TARGETS", "normalize_place", "normalize_places"]

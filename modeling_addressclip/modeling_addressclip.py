@@ -22,7 +22,7 @@ from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 
 from .address import Address
-from .configuration_addressclip import AddressCLIPConfig
+from .configuration_addressclip import AddressCLIPConfig, normalize_places
 from .losses import gather_with_grad, geography_matching_loss, image_text_contrastive_loss
 
 # The pipeline is imported so that transformers copies it into the remote-code cache with this file:
@@ -278,6 +278,13 @@ class AddressCLIPModel(CLIPModel):
         """The candidate addresses, in the row order of ``address_bank_embeds`` (empty if none is set)."""
         return list(self.config.address_bank or [])
 
+    @property
+    def address_places(self) -> list[dict | None]:
+        """Aligned with ``address_bank``: each address's ``{"latitude", "longitude", "line"}`` (WGS84 degrees) or
+        None where its place is unknown; all None when the bank was set without places."""
+        places = self.config.address_places
+        return list(places) if places is not None else [None] * len(self.address_bank)
+
     # ----------------------------------------------------------------------------- the one encode path
     def embed_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """L2-normalized image embeddings ``(batch, projection_dim)`` of processed ``pixel_values``."""
@@ -302,8 +309,15 @@ class AddressCLIPModel(CLIPModel):
         return torch.cat(chunks).contiguous()
 
     @torch.no_grad()
-    def set_address_bank(self, addresses: list[str], processor, batch_size: int = 256) -> None:
-        """Encode every candidate address once (:meth:`embed_addresses`) and keep it as a saved buffer."""
+    def set_address_bank(
+        self, addresses: list[str], processor, batch_size: int = 256, places: list[dict | None] | None = None
+    ) -> None:
+        """Encode every candidate address once (:meth:`embed_addresses`) and keep it as a saved buffer.
+
+        ``places`` (aligned with ``addresses``): each address's ``{"latitude", "longitude", "line": [[lat, lon],
+        ...]}`` in WGS84 degrees, or None where it is unknown; saved in the config (rounded to 7 decimals, ~1 cm)
+        and returned with each prediction. ``places=None`` clears them.
+        """
         addresses = [str(a) for a in addresses]
         if not addresses:
             raise ValueError("the address bank needs at least one address")
@@ -313,10 +327,12 @@ class AddressCLIPModel(CLIPModel):
             if text in seen:
                 raise ValueError(f"address bank repeats {text!r} at positions {seen[text]} and {index}")
             seen[text] = index
+        places = None if places is None else normalize_places(places, addresses)  # checked before any encoding
         tokenizer = getattr(processor, "tokenizer", processor)
         embeds = self.embed_addresses(addresses, tokenizer, batch_size=batch_size)
         self.register_buffer("address_bank_embeds", embeds, persistent=True)
         self.config.address_bank = addresses
+        self.config.address_places = places
         self.config.address_bank_fingerprint = self._bank_fingerprint(tokenizer_fingerprint(tokenizer))
 
     def _bank_fingerprint(self, tokenizer_hash: str) -> str:

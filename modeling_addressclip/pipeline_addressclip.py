@@ -10,7 +10,11 @@ addresses that are not in the bank::
     localizer("street.jpg", top_k=3)
     # [{"address": "Mannerheimintie between Kaivokatu and Simonkatu, Kluuvi", "score": 0.41,
     #   "similarity": 0.83, "main_street": "Mannerheimintie", "cross_streets": ["Kaivokatu", "Simonkatu"],
-    #   "neighborhood": "Kluuvi"}, ...]
+    #   "neighborhood": "Kluuvi", "latitude": 60.1698, "longitude": 24.9397}, ...]
+
+``latitude``/``longitude`` (WGS84 degrees) are the address's place saved with the bank (``config.address_places``,
+from the dataset's coordinates), or None where the bank has no place for it (a model trained without
+coordinates, or a ``candidate_addresses`` text that is not in the bank).
 
 Images may be paths, raw bytes, ``datasets`` image dicts, PIL images or arrays; they become pixels through
 the package's one image policy (``image_utils.load_image``: EXIF orientation, alpha onto white, 16-bit
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -77,6 +81,23 @@ def _as_inputs(images: Any) -> Any:
     return list(images)
 
 
+class Candidates(NamedTuple):
+    """What one call ranks: the texts, their normalized ``(N, D)`` float embeddings, their parsed addresses (None
+    for free text) and their places (``{"latitude", "longitude", "line"}`` from the bank, or None)."""
+
+    texts: list[str]
+    matrix: torch.Tensor
+    parsed: list[Address | None]
+    places: list[dict | None]
+
+
+def _where(place: dict | None) -> dict[str, float | None]:
+    """An answer's ``latitude``/``longitude``: the bank place's point, or None for both."""
+    if place is None:
+        return {"latitude": None, "longitude": None}
+    return {"latitude": float(place["latitude"]), "longitude": float(place["longitude"])}
+
+
 def _parts(address: Address | None) -> dict[str, Any]:
     if address is None:  # free text: ranked, but it has no parts
         return {"main_street": None, "cross_streets": [], "neighborhood": None}
@@ -95,9 +116,11 @@ class ImageAddressLocalizationPipeline(Pipeline):
     cached); ``errors="raise"`` (default) stops at the first unreadable image, ``errors="skip"`` answers the
     other images and returns ``{"error": message}`` for it; ``batch_size`` batches the image encoder.
 
-    Each prediction is ``{"address", "score", "similarity", "main_street", "cross_streets", "neighborhood"}``
-    sorted by ``score`` (softmax over the candidates of the scaled cosine similarity; ``similarity`` is the
-    cosine itself, as returned by ``model.localize``); free-text candidates have ``None`` parts.
+    Each prediction is ``{"address", "score", "similarity", "main_street", "cross_streets", "neighborhood",
+    "latitude", "longitude"}`` sorted by ``score`` (softmax over the candidates of the scaled cosine similarity;
+    ``similarity`` is the cosine itself, as returned by ``model.localize``); free-text candidates have ``None``
+    parts. ``latitude``/``longitude`` are the address's place in the bank (``model.address_places``), None where
+    the bank has none for it or the candidate is not in the bank.
 
     ``min_score`` keeps only predictions scoring at least that much, so an image with no confident address
     (not a street view, or not this city) gets ``[]``. Its default is the model's ``config.abstain_threshold``
@@ -120,8 +143,7 @@ class ImageAddressLocalizationPipeline(Pipeline):
         if not hasattr(self.model, "check_address_bank"):
             raise TypeError(f"image-address-localization needs an AddressCLIPModel, got {type(self.model).__name__}")
         self.image_processor = pinned_image_processor(self.image_processor)
-        self._candidate_cache: OrderedDict[tuple[str, ...], tuple[list[str], torch.Tensor, list[Address | None]]]
-        self._candidate_cache = OrderedDict()
+        self._candidate_cache: OrderedDict[tuple[str, ...], Candidates] = OrderedDict()
         self._blank: torch.Tensor | None = None
 
     def __call__(self, images: Any = None, **kwargs: Any) -> Any:
@@ -177,8 +199,9 @@ class ImageAddressLocalizationPipeline(Pipeline):
         return {"pixel_values": pixel_values.to(self.model.dtype), "error": ""}
 
     def _forward(self, model_inputs: dict[str, Any], candidates: tuple[str, ...] | None = None) -> dict[str, Any]:
-        _, matrix, _ = self._candidates(candidates)
-        similarity = self.model.address_similarity(model_inputs["pixel_values"], bank=matrix).float()
+        similarity = self.model.address_similarity(
+            model_inputs["pixel_values"], bank=self._candidates(candidates).matrix
+        ).float()
         probabilities = self.model.address_probabilities(similarity)
         return {"similarity": similarity, "probabilities": probabilities, "error": model_inputs["error"]}
 
@@ -195,15 +218,16 @@ class ImageAddressLocalizationPipeline(Pipeline):
             return {"error": error}
         if min_score is None:
             min_score = getattr(self.model.config, "abstain_threshold", None) or 0.0
-        texts, _, parsed = self._candidates(candidates)
+        ranked = self._candidates(candidates)
         probabilities, similarity = model_outputs["probabilities"][0], model_outputs["similarity"][0]
-        top = probabilities.topk(min(top_k, len(texts)))
+        top = probabilities.topk(min(top_k, len(ranked.texts)))
         return [
             {
-                "address": texts[i],
+                "address": ranked.texts[i],
                 "score": float(probabilities[i]),
                 "similarity": float(similarity[i]),
-                **_parts(parsed[i]),
+                **_parts(ranked.parsed[i]),
+                **_where(ranked.places[i]),
             }
             for i in top.indices.tolist()
             if float(probabilities[i]) >= min_score
@@ -217,17 +241,19 @@ class ImageAddressLocalizationPipeline(Pipeline):
             self._blank = blank.to(self.model.dtype)
         return self._blank
 
-    def _candidates(self, key: tuple[str, ...] | None) -> tuple[list[str], torch.Tensor, list[Address | None]]:
-        """(texts, normalized (N, D) float matrix, parsed addresses) for the bank or a candidate list; cached."""
+    def _candidates(self, key: tuple[str, ...] | None) -> Candidates:
+        """The bank (``key`` empty) or a candidate list: texts, embeddings, parsed addresses, places; cached."""
         key = key or ()
         if key in self._candidate_cache:
             self._candidate_cache.move_to_end(key)
             return self._candidate_cache[key]
+        bank_places = dict(zip(self.model.address_bank, self.model.address_places, strict=True))
         if not key:
             texts, matrix = self.model.address_bank, self._bank_matrix()
         else:
             texts, matrix = list(key), self._candidate_matrix(key)
-        entry = (texts, matrix.float(), [parse_candidate(text) for text in texts])
+        parsed = [parse_candidate(text) for text in texts]
+        entry = Candidates(texts, matrix.float(), parsed, [bank_places.get(text) for text in texts])
         self._candidate_cache[key] = entry
         while len(self._candidate_cache) > _CANDIDATE_CACHE_SIZE:
             self._candidate_cache.popitem(last=False)
@@ -289,6 +315,7 @@ class AddressZeroShotImageClassificationPipeline(ZeroShotImageClassificationPipe
 
 
 __all__ = [
+    "Candidates",
     "ERROR_MODES",
     "TASK",
     "AddressZeroShotImageClassificationPipeline",

@@ -1,17 +1,20 @@
-"""The ``address_accuracy`` metric (SSA@k / SA@k, paper §6.1) with hand-computed cases."""
+"""The ``address_accuracy`` metric (SSA@k / SA@k, paper §6.1) and distance accuracy, with hand-computed cases."""
 
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modeling_addressclip.address import Address
-from modeling_addressclip.metrics import ADDRESS_ACCURACY_PATH, load_address_accuracy
+from modeling_addressclip.metrics import ADDRESS_ACCURACY_PATH, distance_accuracy, load_address_accuracy
 from modeling_addressclip.metrics.address_accuracy.address_accuracy import address_accuracy
+from modeling_addressclip.metrics.distance import geodesic_distances, threshold_key
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -237,3 +240,106 @@ def test_ssa_below_sa_and_both_monotone_in_k(case):
     for lo, hi in zip(ks, ks[1:]):
         assert result[f"ssa@{lo}"] <= result[f"ssa@{hi}"]
         assert result[f"sa@{lo}"] <= result[f"sa@{hi}"]
+
+
+# ---- distance accuracy: the top-1 address's place against where the photo was taken ----------
+
+WGS84_A = 6_378_137.0
+WGS84_E2 = (1 / 298.257223563) * (2 - 1 / 298.257223563)
+
+
+def _meridian_arc_m(latitude: float, delta_deg: float) -> float:
+    """Hand computation: a small step along a meridian is M(phi) * dphi, M = a(1-e^2) / (1 - e^2 sin^2 phi)^1.5."""
+    phi = math.radians(latitude + delta_deg / 2)
+    return WGS84_A * (1 - WGS84_E2) / (1 - WGS84_E2 * math.sin(phi) ** 2) ** 1.5 * math.radians(delta_deg)
+
+
+def test_distance_matches_hand_computed_meridian_and_equator_arcs():
+    # 0.001 deg of latitude is ~110.6 m at the equator and ~111.4 m at 60 N; 0.001 deg of longitude on the
+    # equator is a * 0.001 deg in radians = 111.32 m.
+    reference = [(0.0, 0.0), (60.0, 24.9), (0.0, 10.0)]
+    predicted = [(0.001, 0.0), (60.001, 24.9), (0.0, 10.001)]
+    metres = geodesic_distances(predicted, reference)
+    expected = [_meridian_arc_m(0.0, 0.001), _meridian_arc_m(60.0, 0.001), WGS84_A * math.radians(0.001)]
+    assert metres.tolist() == pytest.approx(expected, abs=1e-6)
+    assert expected == pytest.approx([110.574, 111.412, 111.319], abs=1e-3)
+
+
+def test_distance_accuracy_thresholds_and_median():
+    # errors along the meridian at 60 N: 0 m, ~11 m, ~56 m, ~111 m, ~1114 m
+    deltas = [0.0, 0.0001, 0.0005, 0.001, 0.01]
+    reference = [(60.0, 24.9)] * len(deltas)
+    predicted = [(60.0 + d, 24.9) for d in deltas]
+    result = distance_accuracy(predicted, reference)
+    assert list(result) == ["median_error_m", "within_25m", "within_100m", "within_1km"]
+    assert result["median_error_m"] == pytest.approx(_meridian_arc_m(60.0, 0.0005), abs=1e-6)
+    assert (result["within_25m"], result["within_100m"], result["within_1km"]) == (0.4, 0.6, 0.8)
+    even = distance_accuracy(predicted[:4], reference[:4])  # the median of an even count: the mean of the middle two
+    assert even["median_error_m"] == pytest.approx((_meridian_arc_m(60, 0.0001) + _meridian_arc_m(60, 0.0005)) / 2)
+    assert distance_accuracy(np.asarray(predicted), np.asarray(reference)) == result  # arrays work as lists do
+
+
+def test_distance_accuracy_threshold_keys():
+    predicted, reference = [(60.001, 24.9)], [(60.0, 24.9)]  # ~111 m
+    result = distance_accuracy(predicted, reference, thresholds_m=[5000, 2.5, 1500, 112])
+    assert list(result) == ["median_error_m", "within_2.5m", "within_112m", "within_1500m", "within_5km"]
+    assert [result[k] for k in list(result)[1:]] == [0.0, 1.0, 1.0, 1.0]
+    assert threshold_key(1000) == "within_1km" and threshold_key(25) == "within_25m"
+    assert list(distance_accuracy(predicted, reference, thresholds_m=100)) == ["median_error_m", "within_100m"]
+    for bad in ([], [0], [-5], [float("inf")]):
+        with pytest.raises(ValueError, match="thresholds_m"):
+            distance_accuracy(predicted, reference, thresholds_m=bad)
+
+
+@pytest.mark.parametrize(
+    ("predicted", "reference", "message"),
+    [
+        ([(60.0, 24.9), None], [(60.0, 24.9)] * 2, r"predicted\[1\] is None"),
+        ([(60.0, 24.9)] * 2, [(60.0, 24.9), (float("nan"), 24.9)], r"reference\[1\] has a non-finite coordinate"),
+        ([(60.0, None)], [(60.0, 24.9)], r"predicted\[0\] must hold two numbers"),
+        ([(60.0, 24.9, 3.0)], [(60.0, 24.9)], r"predicted\[0\] must be a \(latitude, longitude\) pair"),
+        ([(95.0, 24.9)], [(60.0, 24.9)], r"predicted\[0\] = \(95.0, 24.9\) is not a \(latitude in \[-90, 90\]"),
+        ([(60.0, 24.9)] * 2, [(60.0, 24.9)] * 3, "same length, got 2 predicted and 3 reference"),
+        ([], [], "at least one query"),
+    ],
+)
+def test_distance_accuracy_bad_coordinates_raise_naming_the_index(predicted, reference, message):
+    with pytest.raises(ValueError, match=message):
+        distance_accuracy(predicted, reference)
+
+
+def test_evaluate_wrapper_adds_distance_accuracy_with_coordinates(loaded_metric):
+    preds = [[FIFTH_CRAIG], [FORBES_CRAIG_MOREWOOD], [FIFTH_BELLEFIELD]]
+    refs = [FIFTH_CRAIG, FIFTH_CRAIG, FIFTH_CRAIG]
+    here = (40.4445, -79.9490)
+    placed = [here, (40.4455, -79.9490), (40.4540, -79.9490)]  # 0 m, ~111 m, ~1055 m north
+    without = loaded_metric.compute(predictions=preds, references=refs, k=1)
+    assert without == {"ssa@1": 1 / 3, "sa@1": 2 / 3}
+    result = loaded_metric.compute(
+        predictions=preds, references=refs, k=1, prediction_coordinates=placed, reference_coordinates=[here] * 3
+    )
+    assert result == {**without, **distance_accuracy(placed, [here] * 3)}
+    assert (result["within_25m"], result["within_100m"], result["within_1km"]) == (1 / 3, 1 / 3, 2 / 3)
+    assert result["median_error_m"] == pytest.approx(_meridian_arc_m(40.4445, 0.001), abs=1e-6)
+    loaded_metric.add_batch(predictions=preds[:2], references=refs[:2])  # batches added; coordinates at compute
+    loaded_metric.add(predictions=preds[2], references=refs[2])
+    later = loaded_metric.compute(k=1, prediction_coordinates=placed, reference_coordinates=[here] * 3)
+    assert later == result
+
+
+def test_evaluate_wrapper_refuses_partial_or_misaligned_coordinates(loaded_metric):
+    preds, refs, here = [[FIFTH_CRAIG], [FIFTH_CRAIG]], [FIFTH_CRAIG, FIFTH_CRAIG], (40.4445, -79.949)
+    with pytest.raises(ValueError, match="prediction_coordinates was given alone"):
+        loaded_metric.compute(predictions=preds, references=refs, k=1, prediction_coordinates=[here, here])
+    with pytest.raises(ValueError, match="reference_coordinates has 1 entries for 2 references"):
+        loaded_metric.compute(
+            predictions=preds, references=refs, k=1, prediction_coordinates=[here, here], reference_coordinates=[here]
+        )
+    with pytest.raises(ValueError, match=r"reference\[0\] is None"):
+        loaded_metric.compute(
+            predictions=preds,
+            references=refs,
+            k=1,
+            prediction_coordinates=[here, here],
+            reference_coordinates=[None, here],
+        )

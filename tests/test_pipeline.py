@@ -17,7 +17,7 @@ from fixtures.tiny_models import ADDRESSES, save_tiny_model, tiny_processor, tin
 from modeling_addressclip import AddressCLIPModel, ImageAddressLocalizationPipeline
 from modeling_addressclip.pipeline_addressclip import TASK
 
-KEYS = {"address", "score", "similarity", "main_street", "cross_streets", "neighborhood"}
+KEYS = {"address", "score", "similarity", "main_street", "cross_streets", "neighborhood", "latitude", "longitude"}
 NEW_ADDRESS = "Fredrikinkatu between Bulevardi and Uudenmaankatu, Punavuori"
 
 

@@ -28,7 +28,8 @@ FRESH_PROCESS = textwrap.dedent(
             out = model(**batch)
             scores, indices = model.localize(batch["pixel_values"], top_k=3)
         result[auto.__name__] = dict(logits=out.logits_per_image.tolist(), loss=out.loss.item(),
-                                     scores=scores.tolist(), indices=indices.tolist(), bank=model.address_bank)
+                                     scores=scores.tolist(), indices=indices.tolist(), bank=model.address_bank,
+                                     places=model.address_places)
     classifier = pipeline("zero-shot-image-classification", model=model_dir, trust_remote_code=True)
     image = Image.open(sys.argv[4])
     result["pipeline"] = classifier(image, candidate_labels=sys.argv[5:], hypothesis_template="{}")
@@ -41,7 +42,11 @@ def test_saved_directory_loads_as_remote_code_in_a_fresh_process(tmp_path):
     processor = tiny_processor()
     torch.manual_seed(0)
     model = AddressCLIPModel(tiny_config(processor)).eval()
-    model.set_address_bank(ADDRESSES, processor)
+    places = [
+        {"latitude": 60.17 + i / 1000, "longitude": 24.94, "line": [[60.17, 24.94 + i / 1000]]}
+        for i in range(len(ADDRESSES) - 1)
+    ]
+    model.set_address_bank(ADDRESSES, processor, places=[*places, None])
     model_dir = tmp_path / "model"
     model.save_pretrained(model_dir)
     processor.save_pretrained(model_dir)
@@ -87,6 +92,7 @@ def test_saved_directory_loads_as_remote_code_in_a_fresh_process(tmp_path):
         assert abs(got["loss"] - expected.loss.item()) < 1e-5
         torch.testing.assert_close(torch.tensor(got["scores"]), scores, rtol=1e-5, atol=1e-6)
         assert got["indices"] == indices.tolist() and got["bank"] == ADDRESSES
+        assert got["places"] == model.address_places and got["places"][0]["line"] == [[60.17, 24.94]]
 
     ranked = result["pipeline"]
     assert sorted(r["label"] for r in ranked) == sorted(labels)

@@ -1,4 +1,4 @@
-"""Address localization accuracy of AddressCLIP (paper §6.1 "Metrics"): SSA@k and SA@k.
+"""Address localization accuracy of AddressCLIP (paper §6.1 "Metrics"): SSA@k and SA@k, and distance accuracy.
 
 For each query the model returns a ranked list of addresses (best first); the reference
 is one address. With ``A = [S^m, S^c, S^n]`` (main street, set of cross streets,
@@ -14,6 +14,11 @@ release form vs. the canonical form do not matter. Text that does not parse rais
 ``ValueError`` naming the text and its position: a parser that returned blank fields on
 both sides would otherwise score every query as a hit.
 
+When the caller also gives coordinates (the top-1 predicted address's place and the reference
+place of each query), the ``evaluate`` wrapper adds ``distance_accuracy``
+(``modeling_addressclip.metrics.distance``): the median geodesic error in metres and the share of
+queries within 25 m / 100 m / 1 km.
+
 The plain function ``address_accuracy`` needs no ``evaluate``; the ``AddressAccuracy``
 class wraps it so that ``evaluate.load("modeling_addressclip/metrics/address_accuracy")``
 works. This file is copied by ``evaluate`` into its modules cache, hence absolute imports
@@ -28,6 +33,7 @@ import datasets
 import evaluate
 
 from modeling_addressclip.address import Address
+from modeling_addressclip.metrics.distance import DEFAULT_THRESHOLDS_M, distance_accuracy
 
 DEFAULT_K = (1, 5)
 
@@ -52,6 +58,9 @@ neighborhood (the cross streets may differ). Addresses are parsed before compari
 "Forbes Avenue between Morewood Avenue and Craig Street, Oakland" and the release form
 "Forbes Avenue, Oakland (Craig Street, Morewood Avenue)" are the same address.
 Unparseable text raises ValueError instead of being scored.
+Given coordinates, it also reports distance accuracy (GeoCLIP-style "% within d" at street
+scale): the median geodesic error in metres between the top-1 predicted address's place and
+the reference place, and the share of queries within 25 m, 100 m and 1 km.
 """
 
 _KWARGS_DESCRIPTION = """
@@ -60,13 +69,23 @@ Args:
         first. Each list needs at least max(k) entries; every entry must parse.
     references (`list` of `str`): per query, the ground-truth address.
     k (`int` or `list` of `int`, optional): the cut-offs to report. Defaults to [1, 5].
+    prediction_coordinates (`list` of `(float, float)`, optional): per query, the (latitude,
+        longitude) of the top-1 predicted address's place (`model.address_places`). Give it with
+        `reference_coordinates`, for every query, at `compute` (not `add_batch`).
+    reference_coordinates (`list` of `(float, float)`, optional): per query, the (latitude,
+        longitude) where the photo was taken.
+    thresholds_m (`list` of `float`, optional): distance thresholds in metres. Defaults to
+        [25, 100, 1000].
 Returns:
-    `dict` of `float` in [0, 1]: `ssa@<k>` and `sa@<k>` for each requested k,
-    e.g. {"ssa@1": ..., "ssa@5": ..., "sa@1": ..., "sa@5": ...}.
+    `dict` of `float`: `ssa@<k>` and `sa@<k>` (in [0, 1]) for each requested k, e.g.
+    {"ssa@1": ..., "ssa@5": ..., "sa@1": ..., "sa@5": ...}; with coordinates also
+    `median_error_m` (metres) and `within_25m`, `within_100m`, `within_1km` (in [0, 1]).
 Raises:
     ValueError: unparseable prediction or reference (the message quotes the text and its
         index), predictions/references of different lengths, empty input, k < 1, or k
-        larger than a query's prediction list (the message names the query).
+        larger than a query's prediction list (the message names the query); only one of the
+        two coordinate lists, coordinates of another length than the references, or a None,
+        NaN or out-of-range pair (the message names it).
 Examples:
     >>> metric = evaluate.load("modeling_addressclip/metrics/address_accuracy")
     >>> metric.compute(
@@ -212,5 +231,25 @@ class AddressAccuracy(evaluate.Metric):
             reference_urls=["https://arxiv.org/abs/2407.08156"],
         )
 
-    def _compute(self, predictions, references, k=None) -> dict[str, float]:
-        return address_accuracy(predictions, references, k=DEFAULT_K if k is None else k)
+    def _compute(
+        self,
+        predictions,
+        references,
+        k=None,
+        prediction_coordinates=None,
+        reference_coordinates=None,
+        thresholds_m=DEFAULT_THRESHOLDS_M,
+    ) -> dict[str, float]:
+        result = address_accuracy(predictions, references, k=DEFAULT_K if k is None else k)
+        if prediction_coordinates is None and reference_coordinates is None:
+            return result
+        if prediction_coordinates is None or reference_coordinates is None:
+            given = "prediction_coordinates" if reference_coordinates is None else "reference_coordinates"
+            raise ValueError(f"{given} was given alone: distance accuracy needs both coordinate lists")
+        for name, coordinates in (("prediction", prediction_coordinates), ("reference", reference_coordinates)):
+            if len(coordinates) != len(references):
+                raise ValueError(
+                    f"{name}_coordinates has {len(coordinates)} entries for {len(references)} references: "
+                    "give one (latitude, longitude) pair per query"
+                )
+        return {**result, **distance_accuracy(prediction_coordinates, reference_coordinates, thresholds_m)}
