@@ -2,6 +2,7 @@
 
 addressclip predict --model DIR [--top-k 5] [--json] [--errors raise|skip] IMAGE...
 addressclip map --model DIR [--dataset DIR] [--split query] --query "Mannerheimintie" --out map.png
+addressclip map --model DIR --image PHOTO [--top-k 5] --out map.png     (its top-k addresses on the streets)
 addressclip demo --model DIR [--dataset DIR] [--port 7860] [--host 127.0.0.1]   (web app; needs addressclip[app])
 addressclip build-demo --output demo_city          (= python -m dataset_scripts.demo_city)
 addressclip train [RECIPE | --config RECIPE] [--flags]   (= python train.py; recipes: demo, tiny, pitts_ial, ...)
@@ -80,10 +81,16 @@ def format_table(image: str, result: list[dict[str, Any]] | dict[str, str]) -> s
         return "\n".join([*lines, f"  error: {result['error']}"])
     if not result:
         return "\n".join([*lines, "  no confident address (every score is below --min-score; --min-score 0 answers)"])
-    lines.append(f"  {'#':>2}  {'score':>6}  {'cosine':>7}  address")
+    lines.append(f"  {'#':>2}  {'score':>6}  {'cosine':>7}  {'latitude':>11}  {'longitude':>11}  address")
     for rank, row in enumerate(result, start=1):
-        lines.append(f"  {rank:>2}  {row['score']:6.3f}  {row['similarity']:7.3f}  {row['address']}")
+        where = "  ".join(_coordinate(row.get(key)) for key in ("latitude", "longitude"))
+        lines.append(f"  {rank:>2}  {row['score']:6.3f}  {row['similarity']:7.3f}  {where}  {row['address']}")
     return "\n".join(lines)
+
+
+def _coordinate(value: float | None) -> str:
+    """A latitude/longitude column cell: blank when the address's place is unknown."""
+    return f"{value:11.6f}" if value is not None else " " * 11
 
 
 def predict(args: argparse.Namespace) -> int:
@@ -114,19 +121,73 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def map_command(args: argparse.Namespace) -> int:
-    """Plot every image's cosine similarity to ``args.query`` at its UTM position (paper Fig. 6)."""
-    from addressclip_train.similarity_map import load_split, plot_similarity_map, query_similarity
-
+    """``--query``: every image's cosine similarity to a text at its position (paper Fig. 6); ``--image``: a photo's
+    top-k addresses at their places. Both over the streets of the model's places (else of the dataset's images)."""
+    if args.query is not None and args.image is not None:
+        raise CommandError("--image and --query are two kinds of map: give one of them, not both")
+    if args.query is None and args.image is None:
+        raise CommandError("give --query TEXT (the similarity map) or --image PHOTO (its top addresses)")
+    if args.image is not None and not args.image.expanduser().is_file():
+        raise CommandError(f"--image {str(args.image)!r} is not a file")
     out = args.out.expanduser()
     if not out.parent.is_dir():
         raise CommandError(f"--out {str(args.out)!r}: folder {str(out.parent)!r} does not exist")
     if not os.access(out.parent, os.W_OK):
         raise CommandError(f"--out {str(args.out)!r}: folder {str(out.parent)!r} is not writable")
     localizer = load_localizer(args.model, args.device)
+    return (image_map if args.image is not None else query_map)(args, localizer, out)
+
+
+def query_map(args: argparse.Namespace, localizer, out: Path) -> int:
+    """The similarity map of ``args.query`` over one split, on the streets."""
+    from addressclip_train.places import street_map
+    from addressclip_train.similarity_map import load_split, plot_similarity_map, query_similarity
+
     rows = load_split(args.dataset, args.split)
     similarity = query_similarity(localizer, rows, args.query, batch_size=args.batch_size, progress=True)
-    print(plot_similarity_map(rows, similarity, args.query, args.out, size=(args.width, args.height)))
+    streets = street_map(localizer.model, [rows])
+    print(plot_similarity_map(rows, similarity, args.query, out, size=(args.width, args.height), streets=streets))
     return 0
+
+
+def image_map(args: argparse.Namespace, localizer, out: Path) -> int:
+    """The photo's top-k addresses, coloured by rank at their places (the best a star), on the streets."""
+    from addressclip_train.places import has_places, street_map
+    from addressclip_train.similarity_map import load_splits
+    from addressclip_train.web_map import CityMap
+    from modeling_addressclip.image_utils import ImageLoadError
+
+    splits = None
+    if not has_places(localizer.model.address_places):
+        if args.dataset is None:
+            raise CommandError(
+                "this model's address bank has no places (its data had no coordinates, or it predates them): "
+                "pass --dataset DIR to draw the streets from the dataset's image positions"
+            )
+        splits = list(load_splits(args.dataset).values())
+    streets = street_map(localizer.model, splits)
+    try:
+        predictions = localizer(str(args.image.expanduser()), top_k=args.top_k, min_score=args.min_score)
+    except ImageLoadError as err:
+        print(f"addressclip map: {err}", file=sys.stderr)
+        return 1
+    title = f"Where {args.image.name} was taken: its top {args.top_k} addresses"
+    CityMap(streets, size=(args.width, args.height), title=title).render(predictions).save(out, format="PNG")
+    print(_image_map_summary(args.image, predictions, len(streets.lines), out))
+    return 0
+
+
+def _image_map_summary(image: Path, predictions: list[dict[str, Any]], streets: int, out: Path) -> str:
+    if not predictions:
+        return f"{image}: no confident address (--min-score 0 answers); drew {streets} streets; wrote {out}"
+    best = predictions[0]
+    where = "no known place"
+    if best.get("latitude") is not None:
+        where = f"at {best['latitude']:.6f}, {best['longitude']:.6f}"
+    return (
+        f"{image}: 1. {best['address']} (score {best['score']:.3f}) {where}; "
+        f"{len(predictions)} ranked address{'es' * (len(predictions) != 1)} on {streets} streets; wrote {out}"
+    )
 
 
 def demo_command(args: argparse.Namespace) -> int:
@@ -186,11 +247,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer only addresses scoring at least this (default: the model's calibrated abstain threshold)",
     )
     predict_parser.add_argument("images", nargs="+", help="image files")
-    map_parser = commands.add_parser("map", help="similarity of every image in a split to a text, on the map")
+    map_parser = commands.add_parser(
+        "map", help="a photo's top addresses on the streets (--image), or every image's similarity to a text (--query)"
+    )
     map_parser.add_argument("--model", required=True, help="saved model directory (with its processor)")
-    map_parser.add_argument("--dataset", default=None, help="IAL dataset directory (default: the demo city)")
-    map_parser.add_argument("--split", default="query")
-    map_parser.add_argument("--query", required=True, help="an address, a street or a neighborhood")
+    map_parser.add_argument(
+        "--dataset",
+        default=None,
+        help="IAL dataset directory (--query: default the demo city; --image: only for a model without places)",
+    )
+    map_parser.add_argument("--split", default="query", help="--query: the split whose images are mapped")
+    map_parser.add_argument("--query", default=None, help="an address, a street or a neighborhood")
+    map_parser.add_argument("--image", default=None, type=Path, help="a photo: draw its top-k addresses")
+    map_parser.add_argument("--top-k", type=int, default=5, help="--image: how many ranked addresses to draw")
+    map_parser.add_argument(
+        "--min-score", type=float, default=None, help="--image: as for predict (default: the model's threshold)"
+    )
     map_parser.add_argument("--out", required=True, type=Path, help="PNG to write")
     map_parser.add_argument("--width", type=int, default=1000, help="image width in pixels")
     map_parser.add_argument("--height", type=int, default=900, help="image height in pixels")

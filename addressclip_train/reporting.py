@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,36 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 METRIC_NAMES = {"ssa@1": "SSA-1", "ssa@5": "SSA-5", "sa@1": "SA-1", "sa@5": "SA-5"}
+WITHIN = re.compile(r"^within_([0-9.]+)(k?m)$")  # distance_accuracy's share keys: within_25m, within_1km
+
+
+def result_rows(metrics: Mapping[str, float]) -> list[tuple[str, str, str, float]]:
+    """(key, name, shown value, card value) of every reported result among ``eval_*`` metrics, in order: SSA/SA as
+    percentages, then the distance metrics (median error in metres, the shares within each threshold)."""
+    rows = [
+        (key, name, f"{100 * metrics[f'eval_{key}']:.2f}%", round(100 * metrics[f"eval_{key}"], 2))
+        for key, name in METRIC_NAMES.items()
+        if f"eval_{key}" in metrics
+    ]
+    if "eval_median_error_m" in metrics:
+        error = float(metrics["eval_median_error_m"])
+        rows.append(("median_error_m", "median error (top-1 place)", f"{error:.1f} m", round(error, 1)))
+    for key, value in metrics.items():
+        if match := WITHIN.match(key.removeprefix("eval_")):
+            name = f"within {match[1]} {match[2]}"
+            rows.append((match[0], name, f"{100 * value:.2f}%", round(100 * value, 2)))
+    return rows
+
+
+def distance_summary(metrics: Mapping[str, float]) -> str:
+    """One line for a run's printout: how far the top-1 places were from the photos ("" without distances)."""
+    rows = [(name, shown) for key, name, shown, _ in result_rows(metrics) if key not in METRIC_NAMES]
+    if not rows:
+        return ""
+    samples = metrics.get("eval_distance_samples")
+    scored = f" over {int(samples)} query photos" if samples is not None else ""
+    return "  distance to the photo" + scored + ": " + " · ".join(f"{name} {shown}" for name, shown in rows)
+
 
 _CARD_TEMPLATE = """---
 {{ card_data }}
@@ -60,8 +91,11 @@ always answer. The trade-off on the query split:
 
 | metric | value |
 |---|---|
-{% for name, value in results %}| {{ name }} | {{ "%.2f"|format(100 * value) }}% |
-{% endfor %}
+{% for name, value in results %}| {{ name }} | {{ value }} |
+{% endfor %}{% if distance_samples %}
+Distances are geodesic (WGS84), from the top-1 address's place (a point on its sub-street, saved with the
+address bank) to where each of {{ distance_samples }} query photos was taken.
+{% endif %}
 
 ## Training recipe
 
@@ -119,12 +153,13 @@ def write_model_card(
     repo_note: str | None = None,
     repo: str | None = None,
 ) -> ModelCard:
-    """Write ``README.md`` with eval results (``eval_ssa@1`` ...), the recipe and the data attribution.
+    """Write ``README.md`` with eval results (``eval_ssa@1`` ..., and the distance metrics ``eval_median_error_m``,
+    ``eval_within_25m`` ... where the run had them), the recipe and the data attribution.
 
     ``license`` is the training data's (default: ODbL with an OpenStreetMap ``attribution``, else Apache-2.0,
     the code's); ``dataset_hub_id`` goes into the card's ``datasets:`` metadata only when the data is on the Hub.
     """
-    results = [(METRIC_NAMES.get(k[5:], k[5:]), float(v)) for k, v in metrics.items() if k[5:] in METRIC_NAMES]
+    rows = result_rows(metrics)
     eval_results = [
         EvalResult(
             task_type="image-classification",
@@ -132,11 +167,11 @@ def write_model_card(
             dataset_type=dataset,
             dataset_name=dataset,
             dataset_split="query",
-            metric_type=name.lower(),
+            metric_type=name.lower() if key in METRIC_NAMES else key,
             metric_name=name,
-            metric_value=round(100 * value, 2),
+            metric_value=value,
         )
-        for name, value in results
+        for key, name, _, value in rows
     ]
     data = ModelCardData(
         library_name="transformers",
@@ -154,7 +189,8 @@ def write_model_card(
         repo=repo or model_id,
         dataset=dataset,
         bank_size=bank_size,
-        results=results,
+        results=[(name, shown) for _, name, shown, _ in rows],
+        distance_samples=metrics.get("eval_distance_samples"),
         recipe=[(k, _card_value(v)) for k, v in recipe.items()],
         attribution=attribution,
         limitations=limitations,
@@ -168,7 +204,7 @@ def write_model_card(
 
 
 def plot_training_curves(log_history: Sequence[Mapping[str, float]], path: str | Path) -> Path:
-    """Plot the three loss parts per step and SSA/SA per evaluation into one PNG."""
+    """Plot the three loss parts per step and SSA/SA (and the within-distance shares) per evaluation into one PNG."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for name in (*LOSS_PARTS, "loss"):
         points = [(log["step"], log[name]) for log in log_history if name in log and "step" in log]
@@ -176,10 +212,12 @@ def plot_training_curves(log_history: Sequence[Mapping[str, float]], path: str |
             left.plot(*zip(*points), label=name, linewidth=2 if name == "loss" else 1)
     left.set(xlabel="step", ylabel="loss", title="training loss (Eq. 6) and its parts")
     left.legend()
-    for key, label in METRIC_NAMES.items():
-        points = [(log.get("epoch", 0.0), 100 * log[f"eval_{key}"]) for log in log_history if f"eval_{key}" in log]
+    within = sorted({k for log in log_history for k in log if WITHIN.match(k.removeprefix("eval_"))})
+    curves = [(f"eval_{key}", label, "-") for key, label in METRIC_NAMES.items()] + [(k, k[5:], "--") for k in within]
+    for key, label, style in curves:
+        points = [(log.get("epoch", 0.0), 100 * log[key]) for log in log_history if key in log]
         if points:
-            right.plot(*zip(*points), marker="o", label=label)
+            right.plot(*zip(*points), marker="o", ls=style, label=label)
     right.set(xlabel="epoch", ylabel="accuracy (%)", title="query split", ylim=(0, 100))
     right.legend()
     fig.tight_layout()
@@ -188,4 +226,4 @@ def plot_training_curves(log_history: Sequence[Mapping[str, float]], path: str |
     return Path(path)
 
 
-__all__ = ["plot_training_curves", "write_model_card"]
+__all__ = ["distance_summary", "plot_training_curves", "result_rows", "write_model_card"]

@@ -14,6 +14,7 @@ import datasets
 import torch
 from transformers import AutoModel, AutoProcessor, CLIPProcessor
 
+from addressclip_train.reporting import distance_summary
 from modeling_addressclip.configuration_addressclip import DEFAULT_ADDRESS_TEMPLATE, AddressCLIPConfig
 from modeling_addressclip.data import caption_text
 from modeling_addressclip.modeling_addressclip import AddressCLIPModel
@@ -236,6 +237,8 @@ def run_summary(metrics: dict, output_dir: str | os.PathLike, example: dict | No
     for key in ("eval_ssa@1", "eval_ssa@5", "eval_sa@1", "eval_sa@5"):
         if key in metrics:
             lines.append(f"  {key[5:].upper():<8} {100 * metrics[key]:6.2f}%   (query split)")
+    if distances := distance_summary(metrics):
+        lines.append(distances)
     lines.append(f"  model directory: {output_dir}")
     if example:
         lines.append(f"  example query : {example['reference']}")

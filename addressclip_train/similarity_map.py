@@ -1,5 +1,6 @@
 """The similarity map of ``addressclip map`` (paper Fig. 6): every image of a split at its UTM position,
-coloured by its cosine similarity to a text, with the text's true extent outlined."""
+coloured by its cosine similarity to a text, with the text's true extent outlined, over the city's streets
+(:func:`draw_streets`, the one street drawing of the CLI maps and the web demo's city map)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ from pathlib import Path
 import datasets
 import matplotlib
 import numpy as np
+from matplotlib.collections import LineCollection
 from tqdm.auto import tqdm
 
+from addressclip_train.places import StreetMap
 from modeling_addressclip.address import Address
 from modeling_addressclip.data import undecoded_images
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+SPLITS = ("train", "database", "query")
+STREET_GREY = "#9a9a9a"
 
 
 def load_split(dataset: str | None, split: str):
@@ -30,6 +36,32 @@ def load_split(dataset: str | None, split: str):
     if (path / "dataset_info.json").is_file() and (path / "state.json").is_file():
         return datasets.load_from_disk(str(path))
     return datasets.load_dataset(str(path), split=split)
+
+
+def load_splits(dataset: str, names: tuple[str, ...] = SPLITS) -> dict:
+    """The splits of an IAL dataset directory that exist (at least one of ``names``)."""
+    splits = {}
+    for name in names:
+        try:
+            splits[name] = load_split(dataset, name)
+        except (KeyError, ValueError, FileNotFoundError):
+            continue
+    if not splits:
+        raise ValueError(f"{str(dataset)!r} has none of the splits {', '.join(names)}")
+    return splits
+
+
+def draw_streets(ax, streets: StreetMap, colour: str = STREET_GREY, zorder: float = 1, images: bool = True) -> None:
+    """Every sub-street's line, thin grey (a one-point line as a dot); with ``images``, the image positions a map
+    was traced from as faint dots under them. The one street drawing of ``addressclip map`` and the web demo."""
+    if images and streets.images is not None:
+        ax.scatter(*streets.images.T, s=3, c="#c8c8c8", zorder=zorder, label="dataset images (they trace the streets)")
+    lines = [line for line in streets.lines.values() if len(line) > 1]
+    dots = np.array([line[0] for line in streets.lines.values() if len(line) == 1]).reshape(-1, 2)
+    ax.add_collection(LineCollection(lines, colors=colour, linewidths=0.9, zorder=zorder, label="streets"))
+    if len(dots):
+        ax.scatter(*dots.T, s=2, c=colour, zorder=zorder)
+    ax.autoscale_view()
 
 
 def query_similarity(localizer, rows, query: str, batch_size: int = 32, progress: bool = False) -> np.ndarray:
@@ -102,15 +134,23 @@ def _draw_extent(ax, rows, east: np.ndarray, north: np.ndarray, mask: np.ndarray
 
 
 def plot_similarity_map(
-    rows, similarity: np.ndarray, query: str, out: Path, size: tuple[int, int] = (1000, 900)
+    rows,
+    similarity: np.ndarray,
+    query: str,
+    out: Path,
+    size: tuple[int, int] = (1000, 900),
+    streets: StreetMap | None = None,
 ) -> str:
-    """Scatter the images at their UTM position, brighter = more similar; outline the query's true extent in red."""
+    """Scatter the images at their UTM position, brighter = more similar; outline the query's true extent in red;
+    ``streets`` (in the rows' UTM zone) drawn underneath."""
     if len(rows) == 0:
         raise ValueError("the split has no images to map")
     east, north = np.asarray(rows["utm_east"], dtype=float), np.asarray(rows["utm_north"], dtype=float)
     mask, kind = query_matches(rows, query)
     fig, ax = plt.subplots(figsize=(size[0] / 100, size[1] / 100), dpi=100)
     ax.set_facecolor("#2b2b2b")
+    if streets is not None:
+        draw_streets(ax, streets, colour="#6a6a6a", zorder=0, images=False)  # the rows themselves are the dots
     order = np.argsort(similarity)
     marker = max(4.0, min(40.0, 8000 / len(rows)))
     low, high = np.percentile(similarity, [2, 98]) if len(rows) > 1 else (similarity.min(), similarity.max() + 1e-6)
@@ -141,4 +181,13 @@ def _summary(similarity: np.ndarray, mask: np.ndarray, kind: str, out: Path) -> 
     return f"{kind}: {int(mask.sum())} images, mean cosine {inside:.3f} on it vs {outside:.3f} elsewhere; wrote {out}"
 
 
-__all__ = ["convex_hull", "extent_outlines", "load_split", "plot_similarity_map", "query_matches", "query_similarity"]
+__all__ = [
+    "convex_hull",
+    "draw_streets",
+    "extent_outlines",
+    "load_split",
+    "load_splits",
+    "plot_similarity_map",
+    "query_matches",
+    "query_similarity",
+]

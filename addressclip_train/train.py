@@ -22,6 +22,7 @@ from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 from addressclip_train.abstention import calibrate
 from addressclip_train.checkpoints import last_complete_checkpoint
+from addressclip_train.places import address_places, has_places
 from addressclip_train.reporting import plot_training_curves, write_model_card
 from addressclip_train.run import (
     DataArguments,
@@ -99,6 +100,8 @@ def main(argv: list[str] | None = None) -> dict:
         splits, _ = load_splits(data_args)
     terms = dataset_terms(data_args)  # license and attribution for the card, read before any training
     bank = unique_addresses(address_column(splits["train"]), address_column(splits["database"]))
+    places = address_places(bank, splits["train"], splits["database"])  # None for every address without coordinates
+    places = places if has_places(places) else None
     set_seed(training_args.seed)  # before the weights are initialized: torch starts from a random seed
     model, processor = build_model(model_args, splits["train"].select_columns(["address", "caption"]))
     trainer = AddressCLIPTrainer(
@@ -109,6 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
         data_collator=AddressCLIPCollator.from_config(processor, model.config),
         processing_class=processor,
         bank_addresses=bank,
+        bank_places=places,
         unique_address_batches=data_args.unique_address_batches,
     )
     if not data_args.zero_shot_eval:
@@ -116,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
         last = last_complete_checkpoint(training_args.output_dir, training_args.save_only_model)
         trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or last)
     metrics = trainer.evaluate()
-    model.set_address_bank(bank, processor)  # the bank of the final weights, saved with them
+    model.set_address_bank(bank, processor, places=places)  # the bank of the final weights, saved with them
     curve = set_abstain_threshold(model, trainer, data_args.abstain_coverage, metrics)
     trainer.save_metrics("eval", metrics)
     trainer.save_model(training_args.output_dir)

@@ -24,7 +24,8 @@ from gradio.utils import get_upload_folder  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from addressclip_train.cli import load_localizer  # noqa: E402
-from addressclip_train.similarity_map import load_split  # noqa: E402
+from addressclip_train.places import street_map  # noqa: E402
+from addressclip_train.similarity_map import load_splits  # noqa: E402
 from addressclip_train.web_map import CityMap, embed_rows, explain_image  # noqa: E402
 from modeling_addressclip.data import undecoded_images  # noqa: E402
 from modeling_addressclip.image_utils import ImageLoadError  # noqa: E402
@@ -49,19 +50,6 @@ def demo_city_splits(bank: list[str]) -> dict[str, Any]:
         return {}
     splits = dict(load_demo_city())
     return splits if set(bank) & set(splits["query"]["address"]) else {}
-
-
-def load_splits(dataset: str | os.PathLike) -> dict[str, Any]:
-    """The splits of an IAL dataset that exist (at least one)."""
-    splits = {}
-    for name in SPLITS:
-        try:
-            splits[name] = load_split(str(dataset), name)
-        except (KeyError, ValueError, FileNotFoundError):
-            continue
-    if not splits:
-        raise ValueError(f"{str(dataset)!r} has none of the splits {', '.join(SPLITS)}")
-    return splits
 
 
 def write_examples(rows, folder: Path, count: int = 8) -> list[tuple[str, str]]:
@@ -103,7 +91,7 @@ class DemoApp:
             self.note = "No dataset: no map or similarity view (pass --dataset DIR; the demo city is not built here)."
             return
         self.rows = splits[split] if split in splits else next(iter(splits.values()))
-        self.city = CityMap(list(splits.values()))
+        self.city = CityMap(street_map(self.localizer.model, list(splits.values())))
         start = time.perf_counter()
         self.embeddings = embed_rows(self.localizer, self.rows)
         seconds = time.perf_counter() - start
@@ -112,7 +100,7 @@ class DemoApp:
         self.examples = write_examples(self.rows, self.folder)
         # One answer at startup, so that the person's first answer is a warm one.
         if self.examples and (top := self.localize({"path": self.examples[0][0]})[3]):
-            explain_image(self.localizer, self.rows, self.embeddings, top)
+            explain_image(self.localizer, self.rows, self.embeddings, top, streets=self.city.streets)
 
     def localize(self, payload: dict[str, Any] | None):
         """(best address, ranked table, city map, top address) for one upload; a readable message if it fails."""
@@ -137,7 +125,7 @@ class DemoApp:
         try:
             if self.rows is None or not address:
                 return None
-            return explain_image(self.localizer, self.rows, self.embeddings, address)
+            return explain_image(self.localizer, self.rows, self.embeddings, address, streets=self.city.streets)
         finally:
             forget_upload(payload, self.keep)
 

@@ -1,5 +1,6 @@
-"""The pictures of the web demo (``addressclip demo``), drawn offline with matplotlib: the city map of the ranked
-addresses, and the paper's Fig. 6 similarity map of the best one (``similarity_map``), both as PIL images."""
+"""The pictures of the web demo (``addressclip demo``) and ``addressclip map --image``, drawn offline with matplotlib:
+the city map of the ranked addresses at their places, and the paper's Fig. 6 similarity map of the best one
+(``similarity_map``), both as PIL images."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from addressclip_train.similarity_map import plot_similarity_map
+from addressclip_train.places import StreetMap, street_map
+from addressclip_train.similarity_map import draw_streets, plot_similarity_map
 from modeling_addressclip.data import undecoded_images
 
 matplotlib.use("Agg")
@@ -24,30 +26,33 @@ RANK_COLOURS = ("#d62728", "#ff7f0e", "#bcbd22", "#2ca02c", "#17becf", "#1f77b4"
 
 
 class CityMap:
-    """Every image position of a dataset (the streets, as points) and each address's mean position, drawn once;
-    each answer only draws its ranked addresses over that background (matplotlib blitting: milliseconds)."""
+    """The city's streets (:func:`draw_streets`) and every address's place, drawn once; each answer only draws its
+    ranked addresses over that background (matplotlib blitting: milliseconds).
 
-    def __init__(self, splits: list[Any], size: tuple[int, int] = (820, 700)):
-        columns = [split.select_columns(["address", "utm_east", "utm_north"]) for split in splits]
-        address = np.concatenate([np.asarray(c["address"], dtype=object) for c in columns]).astype(str)
-        self.east = np.concatenate([np.asarray(c["utm_east"], dtype=float) for c in columns])
-        self.north = np.concatenate([np.asarray(c["utm_north"], dtype=float) for c in columns])
-        self.names, self.inverse = np.unique(address, return_inverse=True)
-        sums = np.stack([np.bincount(self.inverse, self.east), np.bincount(self.inverse, self.north)], axis=1)
-        means = sums / np.bincount(self.inverse)[:, None]
-        self.centres = {str(name): (float(e), float(n)) for name, (e, n) in zip(self.names, means, strict=True)}
-        self.row = {str(name): i for i, name in enumerate(self.names)}
+    ``source`` is a :class:`StreetMap` (e.g. ``places.street_map(model)``: the model's own places) or dataset
+    splits, whose image positions trace the streets (``StreetMap.from_images``).
+    """
+
+    def __init__(
+        self,
+        source: StreetMap | list[Any],
+        size: tuple[int, int] = (820, 700),
+        title: str = "Where the ranked addresses are",
+    ):
+        self.streets = source if isinstance(source, StreetMap) else StreetMap.from_images(source)
+        self.centres = self.streets.centres
         self.fig, self.ax = plt.subplots(figsize=(size[0] / 100, size[1] / 100), dpi=100)
         self.fig.subplots_adjust(left=0.12, right=0.97, top=0.94, bottom=0.3)
         ax = self.ax
-        ax.scatter(self.east, self.north, s=3, c="#b8b8b8", label="dataset images (they trace the streets)")
-        ax.scatter(means[:, 0], means[:, 1], s=12, c="#444444", label="an address (mean of its images)")
+        draw_streets(ax, self.streets)
+        places = np.array(list(self.centres.values())).reshape(-1, 2)
+        ax.scatter(*places.T, s=10, c="#444444", zorder=2, label="an address (its place on its sub-street)")
         ax.scatter([], [], s=120, c=RANK_COLOURS[0], marker="*", edgecolors="black", label="predicted, by rank")
-        ax.legend(loc="upper right", fontsize=7)
+        self.fig.legend(loc="lower right", fontsize=7)  # below the axes: never over a street
+        ax.margins(0.06)
         ax.set_aspect("equal", adjustable="datalim")
         ax.ticklabel_format(useOffset=False, style="plain")
-        zone = str(splits[0][0]["utm_zone"]) if len(splits[0]) else ""
-        ax.set(xlabel=f"UTM {zone} east (m)", ylabel="north (m)", title="Where the ranked addresses are")
+        ax.set(xlabel=f"UTM {self.streets.zone} east (m)", ylabel="north (m)", title=title)
         self.fig.canvas.draw()
         # Freeze the limits the background was drawn with: an answer's scatter would otherwise re-autoscale the
         # axes (without the equal-aspect widening) and its markers would land off their streets.
@@ -63,12 +68,12 @@ class CityMap:
             colour = RANK_COLOURS[(rank - 1) % len(RANK_COLOURS)]
             lines.insert(0, f"{rank}. {row['address']}  ({row['score']:.3f})")
             if row["address"] not in self.centres:
-                lines[0] += "  (not in the dataset: not on the map)"
+                lines[0] += "  (no place known: not on the map)"
                 continue
-            members = self.inverse == self.row[row["address"]]
+            line = self.streets.lines[row["address"]]
             east, north = self.centres[row["address"]]
             artists += [
-                ax.scatter(self.east[members], self.north[members], s=14, c=colour, zorder=3),
+                *ax.plot(line[:, 0], line[:, 1], color=colour, lw=3, solid_capstyle="round", zorder=3),
                 ax.scatter(east, north, s=240 + 180 * (rank == 1), c=colour, marker="o*"[rank == 1], **EDGE),
                 ax.annotate(str(rank), (east, north), ha="center", va="center", fontsize=8, weight="bold", zorder=5),
             ]
@@ -96,12 +101,16 @@ def embed_rows(localizer, rows, batch_size: int = 32) -> torch.Tensor:
     return torch.cat(batches) if batches else torch.zeros(0, 1)
 
 
-def explain_image(localizer, rows, embeddings: torch.Tensor, address: str) -> Image.Image:
-    """The similarity map (paper Fig. 6) of ``address`` over ``rows``, from their cached image embeddings."""
+def explain_image(
+    localizer, rows, embeddings: torch.Tensor, address: str, streets: StreetMap | None = None
+) -> Image.Image:
+    """The similarity map (paper Fig. 6) of ``address`` over ``rows``, from their cached image embeddings, over
+    ``streets`` (default: ``places.street_map`` of the model and ``rows``)."""
     similarity = (embeddings @ localizer.encode_addresses([address])[0]).cpu().numpy()
+    streets = streets or street_map(localizer.model, [rows])
     with tempfile.TemporaryDirectory(prefix="addressclip-explain-") as folder:
         out = Path(folder) / "map.png"
-        plot_similarity_map(rows, similarity, address, out, size=(1100, 900))
+        plot_similarity_map(rows, similarity, address, out, size=(1100, 900), streets=streets)
         with Image.open(out) as image:
             return image.convert("RGB")
 

@@ -73,6 +73,8 @@ def test_predict_prints_a_ranked_table(model_dir, images, capsys):
         assert path in out
     ranked = [line for line in out.splitlines() if line.strip()[:1].isdigit()]
     assert len(ranked) == 6 and all(any(a in line for a in ADDRESSES) for line in ranked)
+    assert "latitude" in out and "longitude" in out  # columns, blank here: this model's bank has no places
+    assert all(len(line.split()) == 3 + len(next(a for a in ADDRESSES if a in line).split()) for line in ranked)
 
 
 def test_predict_json_and_skipped_errors(model_dir, images, tmp_path, capsys):
@@ -83,6 +85,7 @@ def test_predict_json_and_skipped_errors(model_dir, images, tmp_path, capsys):
     records = json.loads(capsys.readouterr().out)
     assert [r["image"] for r in records] == [images[0], str(broken)]
     assert len(records[0]["predictions"]) == 2 and records[0]["predictions"][0]["address"] in ADDRESSES
+    assert all(p["latitude"] is None and p["longitude"] is None for p in records[0]["predictions"])  # no places
     assert str(broken) in records[1]["error"]
 
 

@@ -61,6 +61,16 @@ def test_map_checks_its_output_folder_before_any_work(model_dir, tmp_path):
     _one_line_error(proc, "does not exist")
 
 
+def test_map_takes_either_a_query_or_an_image_in_one_line(model_dir, photo, tmp_path):
+    out = str(tmp_path / "x.png")
+    both = run("map", "--model", str(model_dir), "--query", "Kluuvi", "--image", str(photo), "--out", out)
+    _one_line_error(both, "--image and --query are two kinds of map")
+    _one_line_error(run("map", "--model", str(model_dir), "--out", out), "give --query TEXT")
+    missing = str(tmp_path / "nowhere.jpg")
+    _one_line_error(run("map", "--model", str(model_dir), "--image", missing, "--out", out), "is not a file")
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_help_is_quick_because_it_imports_no_torch():
     probe = "import sys; from addressclip_train import cli\ntry: cli.main(['--help'])\nexcept SystemExit: pass\n"
     probe += "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))"

@@ -50,7 +50,7 @@ FRESH = textwrap.dedent(
     processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)
     pixels = processor(images=[Image.open(sys.argv[2]).convert("RGB")], return_tensors="pt")["pixel_values"]
     scores, indices = model.localize(pixels, top_k=3)
-    print(json.dumps([model.address_bank[i] for i in indices[0].tolist()]))
+    print(json.dumps([(model.address_bank[i], model.address_places[i]) for i in indices[0].tolist()]))
     """
 )
 
@@ -83,7 +83,13 @@ def test_train_evaluate_save_and_reload_in_a_fresh_process(tiny_demo_dir, tmp_pa
     assert "OpenStreetMap contributors" in card and "license: odbl" in card
     assert "datasets:" not in card  # a local directory is not a Hub dataset id
     bank = set(splits["train"]["address"]) | set(splits["database"]["address"])
-    assert set(json.loads((output / "config.json").read_text())["address_bank"]) == bank
+    config = json.loads((output / "config.json").read_text())
+    assert set(config["address_bank"]) == bank
+    # The demo city has coordinates: every bank address has a place, and evaluation measured distances.
+    assert len(config["address_places"]) == len(bank) and all(p and p["line"] for p in config["address_places"])
+    assert metrics["eval_distance_samples"] == len(splits["query"])
+    assert metrics["eval_median_error_m"] >= 0 and metrics["eval_within_25m"] <= metrics["eval_within_1km"] <= 1
+    assert "| median error (top-1 place) |" in card and "| within 100 m |" in card
 
     image = tmp_path / "query.png"
     splits["query"][0]["image"].save(image)
@@ -100,7 +106,8 @@ def test_train_evaluate_save_and_reload_in_a_fresh_process(tiny_demo_dir, tmp_pa
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     top3 = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert len(top3) == 3 and set(top3) <= bank
+    assert len(top3) == 3 and {address for address, _ in top3} <= bank
+    assert all(-90 <= place["latitude"] <= 90 and place["line"] for _, place in top3)  # places saved with the bank
 
 
 @pytest.mark.slow
@@ -135,5 +142,28 @@ def test_two_process_launch_counts_every_query_once(tiny_demo_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = json.loads((output / "eval_results.json").read_text())
     assert results["eval_samples"] == len(datasets.load_dataset(str(tiny_demo_dir))["query"])
+    assert results["eval_distance_samples"] == results["eval_samples"]  # coordinates gathered once per row too
     assert "| world_size | 2 |" in (output / "README.md").read_text()
     assert "AddressCLIP run summary" in proc.stdout
+
+
+def test_model_card_reports_distances_beside_ssa_and_sa(tmp_path):
+    from addressclip_train.reporting import distance_summary, write_model_card
+
+    metrics = {"eval_ssa@1": 0.5, "eval_sa@1": 0.75, "eval_median_error_m": 42.3, "eval_within_25m": 0.3,
+               "eval_within_100m": 0.6, "eval_within_1km": 0.9, "eval_distance_samples": 20}  # fmt: skip
+    card = write_model_card(tmp_path, metrics, "city", {"seed": 0}, bank_size=3)
+    text = (tmp_path / "README.md").read_text()
+    table = ["| SSA-1 | 50.00% |", "| SA-1 | 75.00% |", "| median error (top-1 place) | 42.3 m |",
+             "| within 25 m | 30.00% |", "| within 100 m | 60.00% |", "| within 1 km | 90.00% |"]  # fmt: skip
+    positions = [text.index(row) for row in table]
+    assert positions == sorted(positions) and "each of 20 query photos" in text
+    results = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert results == {"ssa-1": 50.0, "sa-1": 75.0, "median_error_m": 42.3, "within_25m": 30.0,
+                       "within_100m": 60.0, "within_1km": 90.0}  # fmt: skip
+    line = distance_summary(metrics)
+    assert "over 20 query photos" in line and "42.3 m" in line and "within 1 km 90.00%" in line
+
+    write_model_card(tmp_path, {"eval_ssa@1": 0.5}, "city", {}, bank_size=3)
+    plain = (tmp_path / "README.md").read_text()
+    assert "| SSA-1 | 50.00% |" in plain and "median error" not in plain and distance_summary({"eval_ssa@1": 0.5}) == ""

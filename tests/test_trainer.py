@@ -22,7 +22,7 @@ class StopAfter(TrainerCallback):
         return control
 
 
-def _trainer(output_dir, dataset, processor, callbacks=(), unique=False):
+def _trainer(output_dir, dataset, processor, callbacks=(), unique=False, places=None):
     torch.manual_seed(0)
     model = AddressCLIPModel(tiny_config(processor))
     args = TrainingArguments(
@@ -47,7 +47,7 @@ def _trainer(output_dir, dataset, processor, callbacks=(), unique=False):
         return Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=list(callbacks))
     return AddressCLIPTrainer(
         model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=list(callbacks),
-        processing_class=processor, bank_addresses=ADDRESSES, unique_address_batches=True,
+        processing_class=processor, bank_addresses=ADDRESSES, bank_places=places, unique_address_batches=True,
     )  # fmt: skip
 
 
@@ -86,3 +86,44 @@ def test_unique_address_sampler_batches_hold_distinct_addresses():
     assert list(sampler) == order  # deterministic for one epoch
     sampler.set_epoch(1)
     assert list(sampler) != order
+
+
+def _located(rows: list[dict]) -> list[dict]:
+    """``tiny_rows`` with the latitude/longitude of their UTM 35V positions."""
+    from modeling_addressclip.geo import utm_to_latlon
+
+    lat, lon = utm_to_latlon([r["utm_east"] for r in rows], [r["utm_north"] for r in rows], "35V")
+    return [dict(r, latitude=float(a), longitude=float(o)) for r, a, o in zip(rows, lat, lon, strict=True)]
+
+
+def test_evaluation_reports_distance_metrics_of_the_top1_place(tmp_path):
+    import numpy as np
+    from pyproj import Geod
+
+    from addressclip_train.places import address_places
+
+    processor = tiny_processor()
+    rows = _located(tiny_rows(30, seed=5))
+    bank_rows, query = datasets.Dataset.from_list(rows[:18]), _located(tiny_rows(11, seed=6))
+    query[0]["latitude"] = float("nan")  # a photo without coordinates: counted, left out of the distances
+    places = address_places(ADDRESSES, bank_rows)
+    trainer = _trainer(tmp_path, bank_rows, processor, unique=True, places=places)
+    trainer.args.per_device_eval_batch_size = 4  # batches of 4, 4, 3
+    metrics = trainer.evaluate(datasets.Dataset.from_list(query))
+    assert trainer.model.address_places == places  # the evaluated bank carries the places
+    assert metrics["eval_distance_samples"] == 10 and metrics["eval_samples"] == 11
+    top1 = [ranked[0] for ranked in trainer.last_localization[0]][1:]
+    predicted = np.array([[places[ADDRESSES.index(a)][k] for k in ("latitude", "longitude")] for a in top1])
+    truth = np.array([[row["latitude"], row["longitude"]] for row in query[1:]])
+    _, _, metres = Geod(ellps="WGS84").inv(predicted[:, 1], predicted[:, 0], truth[:, 1], truth[:, 0])
+    assert metrics["eval_median_error_m"] == pytest.approx(np.median(metres), rel=1e-6)
+    for key, limit in (("eval_within_25m", 25), ("eval_within_100m", 100), ("eval_within_1km", 1000)):
+        assert metrics[key] == pytest.approx(np.mean(metres <= limit))
+    assert 0 < metrics["eval_within_1km"] < 1  # rows spread over 1.5 km: a real spread, not a constant
+
+    without = trainer.evaluate(datasets.Dataset.from_list(query).remove_columns(["latitude", "longitude"]))
+    assert "eval_ssa@1" in without and not any("within" in k or "error" in k or "distance" in k for k in without)
+    trainer.bank_places = None
+    assert "eval_median_error_m" not in trainer.evaluate(datasets.Dataset.from_list(query))
+    with pytest.raises(ValueError, match="bank_places has 2 entries for 6 addresses"):
+        _trainer(tmp_path, bank_rows, processor, unique=True, places=places[:2])
