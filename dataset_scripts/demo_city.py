@@ -345,10 +345,12 @@ def load_demo_city(
 
 def main(argv: list[str] | None = None) -> BuildReport:
     """``python -m dataset_scripts.demo_city`` / ``addressclip build-demo``; a bad extract exits with one line."""
+    from dataset_scripts import osm
+
     parser = argparse.ArgumentParser(description="Build the AddressCLIP demo city dataset (Hub-ready directory).")
     parser.add_argument("--output", required=True, type=Path, help="dataset directory to write")
-    pbf_help = "OSM extract (.osm.pbf, .osm, .osm.bz2, .osm.gz); default: the shipped central Helsinki"
-    parser.add_argument("--pbf", type=Path, default=None, help=pbf_help)
+    pbf_help = "OSM extract (.osm.pbf, .osm, .osm.bz2, .osm.gz) or a shipped one: helsinki (default), kotka"
+    parser.add_argument("--pbf", type=osm.extract_path, default=None, help=pbf_help)
     parser.add_argument("--sha256", default=None, help="expected sha256 of --pbf (shipped extracts: always checked)")
     parser.add_argument("--name", default=None,
                         help="city name for the card and location ids (default: the extract's most common "

@@ -39,7 +39,7 @@ from dataset_scripts.ial_builder import BuildOptions, DatasetInfo, add_common_ar
 from dataset_scripts.ial_io import Annotation, ImageKeys, Reject
 from dataset_scripts.ial_places import Place
 from dataset_scripts.ial_report import BuildReport
-from dataset_scripts.osm import OSM_ATTRIBUTION, ReverseGeocoder, StreetPartition, partition_streets
+from dataset_scripts.osm import OSM_ATTRIBUTION, ReverseGeocoder, StreetPartition, extract_path, partition_streets
 from modeling_addressclip.address import Address
 from modeling_addressclip.geo import latlon_to_utm
 
@@ -233,7 +233,9 @@ def build_geotagged(
 def main(argv: list[str] | None = None) -> int:
     """Build an IAL dataset from geotagged photos and an OSM extract."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pbf", required=True, help="OSM extract covering the photos (.osm.pbf, .osm, .opl)")
+    parser.add_argument(
+        "--pbf", required=True, type=extract_path, help="OSM extract covering the photos (.osm.pbf, .osm, .osm.bz2)"
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--photos", help="folder of photos with EXIF GPS (read recursively)")
     source.add_argument(

@@ -31,6 +31,7 @@ from modeling_addressclip.geo import latlon_to_utm
 
 __all__ = [
     "HELSINKI_PBF", "HELSINKI_SHA256", "KOTKA_PBF", "KOTKA_SHA256", "OSM_ATTRIBUTION", "SHIPPED_EXTRACTS",
+    "SHIPPED_NAMES", "extract_path",
     "GeocodeResult", "OsmExtract", "ReverseGeocoder", "StreetPartition", "SubStreet", "extract_stem", "file_sha256",
     "partition_streets", "read_extract", "shipped_sha256", "summary_lines", "verify_extract",
 ]  # fmt: skip
@@ -72,6 +73,18 @@ def verify_extract(path: str | Path, sha256: str | None = None) -> Path:
             pass
     except Exception as err:  # osmium raises RuntimeError for truncated/garbled data
         raise ValueError(f"OSM extract {path} is not a readable OSM file: {err}") from err
+    return path
+
+
+SHIPPED_NAMES = {"helsinki": HELSINKI_PBF, "kotka": KOTKA_PBF}
+
+
+def extract_path(text: str | Path) -> Path:
+    """``--pbf``: a file path, or the name of a shipped extract (``helsinki``, ``kotka``) when no such file exists,
+    so an installed package (no checkout) can build the second city too."""
+    path = Path(text).expanduser()
+    if not path.exists() and str(text).lower() in SHIPPED_NAMES:
+        return SHIPPED_NAMES[str(text).lower()]
     return path
 
 
@@ -188,7 +201,10 @@ def summary_lines(partition: StreetPartition, seconds: float | None = None) -> l
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Semantic address partition of an OSM extract.")
     parser.add_argument(
-        "--pbf", type=Path, default=HELSINKI_PBF, help="OSM extract (.osm.pbf, .osm, .osm.bz2, .osm.gz, .opl)"
+        "--pbf",
+        type=extract_path,
+        default=HELSINKI_PBF,
+        help="OSM extract (.osm.pbf, .osm, .osm.bz2, .osm.gz, .opl) or a shipped one: helsinki, kotka",
     )
     parser.add_argument("--sha256", default=None, help="expected sha256 of the extract")
     parser.add_argument("--summary", action="store_true", help="print statistics only, not every address")

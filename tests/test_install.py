@@ -163,3 +163,15 @@ def test_the_metric_loads_from_the_installed_package(venv, elsewhere):
     proc = run(venv, elsewhere, "python", "-c", script)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"ssa@1": 0.0, "ssa@2": 1.0, "sa@1": 1.0, "sa@2": 1.0}
+
+
+def test_the_second_city_and_geotagged_photos_work_from_the_installed_package(venv, elsewhere):
+    """The shipped extracts travel in the wheel: ``--pbf kotka`` builds from any directory, and the installed
+    geotagged builder reads EXIF GPS against the installed Helsinki extract."""
+    proc = run(venv, elsewhere, "addressclip", "build-demo", "--pbf", "kotka", "--max-addresses", "5",
+               "--image-size", "16", "--output", "kotka_city")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Kotka" in (elsewhere / "kotka_city" / "README.md").read_text()
+    proc = run(venv, elsewhere, "python", "-m", "dataset_scripts.geotagged", "--pbf", "helsinki", "--photos",
+               "no_such_folder", "--output", "out")  # fmt: skip
+    assert proc.returncode != 0 and "no_such_folder" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

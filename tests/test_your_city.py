@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from datasets import load_dataset
 
-from dataset_scripts.osm import KOTKA_PBF
+from dataset_scripts.osm import KOTKA_SHA256
 
 SCRIPT = str(Path(sys.executable).with_name("addressclip"))
 KOTKA_BOUNDS = (60.51, 60.55, 26.92, 26.98)  # lat min/max, lon min/max of the shipped extract, with a margin
@@ -31,10 +31,10 @@ def inside_kotka(latitude: float, longitude: float) -> bool:
 
 @pytest.mark.slow
 def test_build_train_predict_and_map_a_second_city(tmp_path):
-    run("build-demo", "--pbf", str(KOTKA_PBF), "--output", "kotka_city", "--max-addresses", "6",
+    run("build-demo", "--pbf", "kotka", "--output", "kotka_city", "--max-addresses", "6",
         "--image-size", "32", cwd=tmp_path)  # fmt: skip
     card = (tmp_path / "kotka_city" / "README.md").read_text()
-    assert "Kotka" in card and "OpenStreetMap" in card
+    assert "Kotka" in card and "OpenStreetMap" in card and KOTKA_SHA256 in card  # the name found the shipped file
     query = load_dataset(str(tmp_path / "kotka_city"), split="query")
     assert set(query["utm_zone"]) == {"35V"}
 
