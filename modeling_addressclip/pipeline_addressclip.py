@@ -122,9 +122,11 @@ class ImageAddressLocalizationPipeline(Pipeline):
     parts. ``latitude``/``longitude`` are the address's place in the bank (``model.address_places``), None where
     the bank has none for it or the candidate is not in the bank.
 
-    ``min_score`` keeps only predictions scoring at least that much, so an image with no confident address
-    (not a street view, or not this city) gets ``[]``. Its default is the model's ``config.abstain_threshold``
-    (calibrated on the query split by training, see the model card), or 0 (never abstain) if it has none.
+    ``min_score`` is the abstain threshold: an image whose best candidate scores below it has no confident
+    address and gets ``[]``; otherwise it gets its whole ``top_k`` ranking (the runners-up are not filtered:
+    softmax scores sum to 1, so a filter would cut a top-5 to one or two). Its default is the model's
+    ``config.abstain_threshold`` (calibrated on the query split by training, see the model card), or 0
+    (never abstain) if it has none.
     """
 
     _load_processor = None
@@ -221,6 +223,8 @@ class ImageAddressLocalizationPipeline(Pipeline):
         ranked = self._candidates(candidates)
         probabilities, similarity = model_outputs["probabilities"][0], model_outputs["similarity"][0]
         top = probabilities.topk(min(top_k, len(ranked.texts)))
+        if float(top.values[0]) < min_score:
+            return []
         return [
             {
                 "address": ranked.texts[i],
@@ -230,7 +234,6 @@ class ImageAddressLocalizationPipeline(Pipeline):
                 **_where(ranked.places[i]),
             }
             for i in top.indices.tolist()
-            if float(probabilities[i]) >= min_score
         ]
 
     # ----------------------------------------------------------------------------- candidates
