@@ -1,6 +1,8 @@
 """``addressclip`` command line: localize images, map address similarity, build the demo, train.
 
-addressclip predict --model DIR [--top-k 5] [--json] [--errors raise|skip] IMAGE...
+addressclip predict --model DIR [--top-k 5] [--json] [--errors raise|skip] IMAGE|FOLDER|GLOB...
+addressclip predict --model DIR --output preds.jsonl|preds.csv [--num-workers N] FOLDER|GLOB...   (resumable;
+    also under accelerate launch, sharded across processes into one file)
 addressclip map --model DIR [--dataset DIR] [--split query] --query "Mannerheimintie" --out map.png
 addressclip map --model DIR --image PHOTO [--top-k 5] --out map.png     (its top-k addresses on the streets)
 addressclip demo --model DIR [--dataset DIR] [--port 7860] [--host 127.0.0.1]   (web app; needs addressclip[app])
@@ -80,7 +82,7 @@ def format_table(image: str, result: list[dict[str, Any]] | dict[str, str]) -> s
     if isinstance(result, dict):
         return "\n".join([*lines, f"  error: {result['error']}"])
     if not result:
-        return "\n".join([*lines, "  no confident address (every score is below --min-score; --min-score 0 answers)"])
+        return "\n".join([*lines, "  no confident address (best score below --min-score; --min-score 0 answers)"])
     lines.append(f"  {'#':>2}  {'score':>6}  {'cosine':>7}  {'latitude':>11}  {'longitude':>11}  address")
     for rank, row in enumerate(result, start=1):
         where = "  ".join(_coordinate(row.get(key)) for key in ("latitude", "longitude"))
@@ -94,16 +96,26 @@ def _coordinate(value: float | None) -> str:
 
 
 def predict(args: argparse.Namespace) -> int:
-    """Localize ``args.images``; print a table (or JSON). Exit status 1 if an image fails with --errors raise."""
+    """Localize ``args.images`` (files, folders, globs); print a table (or JSON), or stream records to --output.
+    Exit status 1 if an image fails with --errors raise (or, with --output, if no image could be read)."""
+    from addressclip_train.predict_folder import collect_images
     from modeling_addressclip.image_utils import ImageLoadError
 
+    if args.batch_size is not None and args.batch_size < 1:
+        raise CommandError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.output is not None:
+        return predict_folder(args)
+    try:
+        args.images = collect_images(args.images)
+    except ValueError as err:
+        raise CommandError(str(err)) from None
     localizer = load_localizer(args.model, args.device)
     try:
         results = localizer(
             list(args.images),
             top_k=args.top_k,
             errors=args.errors,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size or 8,
             min_score=args.min_score,
         )
     except ImageLoadError as err:
@@ -118,6 +130,42 @@ def predict(args: argparse.Namespace) -> int:
     else:
         print("\n\n".join(format_table(image, result) for image, result in zip(args.images, results)))
     return 0
+
+
+def predict_folder(args: argparse.Namespace) -> int:
+    """``--output FILE``: every image of the folders/globs as one record per line, resumable; under ``accelerate
+    launch`` each process takes its shard and the main process writes the one file."""
+    from accelerate import Accelerator
+
+    from addressclip_train import predict_folder as engine
+
+    output = args.output.expanduser()
+    try:
+        engine.output_format(output)
+    except ValueError as err:
+        raise CommandError(str(err)) from None
+    if not output.parent.is_dir():
+        raise CommandError(f"--output {str(args.output)!r}: folder {str(output.parent)!r} does not exist")
+    if args.num_workers is not None and args.num_workers < 0:
+        raise CommandError(f"--num-workers must be >= 0, got {args.num_workers}")
+    import torch
+
+    accelerator = Accelerator(cpu=args.device == "cpu" or not torch.cuda.is_available())
+    localizer = load_localizer(args.model, engine.localizer_device(accelerator, args.device))
+    workers = engine.default_workers() if args.num_workers is None else args.num_workers
+    try:
+        summary = engine.predict_to_file(
+            localizer, accelerator, list(args.images), output, top_k=args.top_k, min_score=args.min_score,
+            batch_size=args.batch_size or 32, num_workers=workers, progress=not args.no_progress,
+        )  # fmt: skip
+    except ValueError as err:  # a source that matches nothing, an output that is not this command's
+        raise CommandError(str(err)) from None
+    if accelerator.is_main_process:
+        print(summary.line(output), file=sys.stderr)
+        report = engine.error_report(summary, output)
+        if report:
+            print(report, file=sys.stderr)
+    return 1 if summary.failed and not summary.answered and not summary.skipped else 0
 
 
 def map_command(args: argparse.Namespace) -> int:
@@ -238,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict_parser.add_argument("--top-k", type=int, default=5)
     predict_parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     predict_parser.add_argument("--errors", choices=("raise", "skip"), default="raise", help="on an unreadable image")
-    predict_parser.add_argument("--batch-size", type=int, default=8)
+    predict_parser.add_argument("--batch-size", type=int, default=None, help="images per encode (8; --output: 32)")
     predict_parser.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: first accelerator)")
     predict_parser.add_argument(
         "--min-score",
@@ -246,7 +294,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="answer only addresses scoring at least this (default: the model's calibrated abstain threshold)",
     )
-    predict_parser.add_argument("images", nargs="+", help="image files")
+    predict_parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="stream one record per image to FILE.jsonl or FILE.csv (resumable: images already in it are skipped)",
+    )
+    predict_parser.add_argument(
+        "--num-workers", type=int, default=None, help="--output: DataLoader worker processes (default min(4, CPUs))"
+    )
+    predict_parser.add_argument("--no-progress", action="store_true", help="--output: no progress bar")
+    predict_parser.add_argument(
+        "images", nargs="+", help="image files, folders (recursive) or globs such as 'photos/**/*.jpg'"
+    )
     map_parser = commands.add_parser(
         "map", help="a photo's top addresses on the streets (--image), or every image's similarity to a text (--query)"
     )

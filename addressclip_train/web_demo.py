@@ -33,7 +33,7 @@ from modeling_addressclip.image_utils import ImageLoadError  # noqa: E402
 MAX_FILE_SIZE = "20mb"
 SPLITS = ("train", "database", "query")
 NO_ANSWER = (
-    "**No confident address.** Every score is below the model's abstain threshold: "
+    "**No confident address.** The best score is below the model's abstain threshold: "
     "this may not be a street view of this city."
 )
 INTRO = (

@@ -28,7 +28,7 @@ from dataset_scripts.ial_report import SeenSet
 from modeling_addressclip.image_utils import load_image
 
 __all__ = [
-    "DEFAULT_PROMPT", "caption_images", "done_keys", "keys_without_caption", "load_captioner",
+    "DEFAULT_PROMPT", "caption_images", "done_keys", "drop_partial_line", "keys_without_caption", "load_captioner",
     "photo_keys_without_caption",
 ]  # fmt: skip
 
@@ -48,7 +48,7 @@ def done_keys(output: str | os.PathLike) -> set[str]:
     return done
 
 
-def _drop_partial_line(output: str | os.PathLike) -> None:
+def drop_partial_line(output: str | os.PathLike) -> None:
     """Cut a last line that an interrupted run left without its newline, so appends stay line-aligned."""
     path = Path(output)
     if not path.exists() or path.stat().st_size == 0:
@@ -133,7 +133,7 @@ def caption_images(
     """Caption the images ``root/key`` not yet in ``output``, appending ``{"key", "caption"}`` lines per batch."""
     from tqdm.auto import tqdm
 
-    _drop_partial_line(output)
+    drop_partial_line(output)
     done = done_keys(output)
     todo = (key for key in keys if key not in done)
     counts = {"already_done": len(done), "captioned": 0, "unreadable": 0}
