@@ -83,6 +83,7 @@ def test_the_install_has_no_checkout_and_no_extras(venv, elsewhere):
         ["python", "-m", "dataset_scripts.sf_ial", "--help"],
         ["python", "-m", "dataset_scripts.ial_builder", "--help"],
         ["python", "-m", "dataset_scripts.captions", "--help"],
+        ["python", "-m", "dataset_scripts.geotagged", "--help"],
     ],
     ids=lambda command: " ".join(command[:3]),
 )
