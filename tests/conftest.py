@@ -18,3 +18,23 @@ def tiny_demo_dir(tmp_path_factory):
     output = tmp_path_factory.mktemp("demo") / "tiny_demo_city"
     build_demo_city(output, seed=0, image_size=64, max_addresses=6)
     return output
+
+
+@pytest.fixture(scope="module")
+def processor():
+    """The tiny CLIP processor of ``fixtures.tiny_models`` (a test module may define its own)."""
+    from fixtures.tiny_models import tiny_processor
+
+    return tiny_processor()
+
+
+@pytest.fixture()
+def model(processor):
+    """A fresh, seeded tiny ``AddressCLIPModel`` in eval mode."""
+    import torch
+
+    from fixtures.tiny_models import tiny_config
+    from modeling_addressclip import AddressCLIPModel
+
+    torch.manual_seed(0)
+    return AddressCLIPModel(tiny_config(processor)).eval()

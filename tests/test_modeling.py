@@ -9,17 +9,6 @@ from fixtures.tiny_models import ADDRESSES, tiny_clip_config, tiny_config, tiny_
 from modeling_addressclip import AddressCLIPCollator, AddressCLIPConfig, AddressCLIPModel
 
 
-@pytest.fixture(scope="module")
-def processor():
-    return tiny_processor()
-
-
-@pytest.fixture()
-def model(processor):
-    torch.manual_seed(0)
-    return AddressCLIPModel(tiny_config(processor)).eval()
-
-
 @pytest.fixture()
 def batch(processor, model):
     return AddressCLIPCollator.from_config(processor, model.config)(tiny_rows(6, seed=3))

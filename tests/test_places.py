@@ -9,12 +9,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from PIL import Image
 from transformers import pipeline
 
-from fixtures.tiny_models import ADDRESSES, save_tiny_model, tiny_config, tiny_processor
+from fixtures.tiny_models import ADDRESSES, save_tiny_model, tiny_config
 from modeling_addressclip import AddressCLIPConfig, AddressCLIPModel, ImageAddressLocalizationPipeline
 from modeling_addressclip.pipeline_addressclip import TASK
 
@@ -36,17 +35,6 @@ def _as_saved(place):
         return None
     line = place["line"].tolist() if isinstance(place["line"], np.ndarray) else place["line"]
     return {"latitude": place["latitude"], "longitude": place["longitude"], "line": [list(p) for p in line]}
-
-
-@pytest.fixture(scope="module")
-def processor():
-    return tiny_processor()
-
-
-@pytest.fixture()
-def model(processor):
-    torch.manual_seed(0)
-    return AddressCLIPModel(tiny_config(processor)).eval()
 
 
 @pytest.fixture(scope="module")
