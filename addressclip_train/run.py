@@ -13,14 +13,17 @@ from pathlib import Path
 import datasets
 import torch
 from transformers import AutoModel, AutoProcessor, CLIPProcessor
+from transformers.utils import logging
 
 from addressclip_train.reporting import distance_summary
-from modeling_addressclip.configuration_addressclip import DEFAULT_ADDRESS_TEMPLATE, AddressCLIPConfig
+from modeling_addressclip.configuration_addressclip import DEFAULT_ADDRESS_TEMPLATE, PROMPT_METHODS, AddressCLIPConfig
 from modeling_addressclip.data import caption_text
 from modeling_addressclip.modeling_addressclip import AddressCLIPModel
 from modeling_addressclip.tokenizer import build_clip_processor, sync_text_config_with_tokenizer
 
 DEMO_NAME = "demo city (central Helsinki, rendered from OpenStreetMap)"
+METHOD_NAMES = {None: "AddressCLIP (full fine-tuning)", "coop": "CoOp", "cocoop": "CoCoOp", "maple": "MaPLe"}
+logger = logging.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,26 @@ class ModelArguments:
     projection_dim: int = field(default=256, metadata={"help": "from scratch: joint embedding size"})
     vocab_size: int = field(default=2048, metadata={"help": "from scratch: BPE vocabulary size"})
     max_text_length: int = field(default=64, metadata={"help": "from scratch: text positions"})
+    caption_includes_address: bool = field(
+        default=True,
+        metadata={"help": "Eq. 2's text is caption + ' ' + address (paper §4.2); false: the caption alone"},
+    )
+    prompt_learning: str | None = field(
+        default=None,
+        metadata={
+            "help": "a prompt-learning baseline of the paper's Tab. 2 on a frozen pretrained CLIP: coop, cocoop or "
+            "maple; empty: AddressCLIP's full fine-tuning",
+            "choices": list(PROMPT_METHODS),
+        },
+    )
+    prompt_context_length: int | None = field(
+        default=None, metadata={"help": "prompt learning: context vectors M (default CoOp 16, CoCoOp 4, MaPLe 2)"}
+    )
+    prompt_depth: int | None = field(default=None, metadata={"help": "MaPLe: prompted layers J (default 9)"})
+    prompt_init: str | None = field(
+        default=None,
+        metadata={"help": "prompt learning: init text (default: random for CoOp, 'a photo of a' for CoCoOp/MaPLe)"},
+    )
 
 
 @dataclass
@@ -147,11 +170,11 @@ def _take(split, n: int):
     return split.take(n) if isinstance(split, datasets.IterableDataset) else split.select(range(min(n, len(split))))
 
 
-def text_corpus(rows, template: str):
-    """Every text the text encoder will see in training: address prompts and caption+address texts."""
+def text_corpus(rows, template: str, caption_includes_address: bool = True):
+    """Every text the text encoder will see in training: address prompts and caption(+address) texts."""
     for row in rows:
         yield template.format(address=row["address"])
-        yield caption_text(row.get("caption") or "", row["address"])
+        yield caption_text(row.get("caption") or "", row["address"], caption_includes_address)
 
 
 def _scratch_config(args: ModelArguments, processor: CLIPProcessor) -> AddressCLIPConfig:
@@ -192,26 +215,60 @@ def _recipe_overrides(args: ModelArguments) -> dict:
         geography_loss_weight=args.geography_loss_weight,
         geography_target=args.geography_target,
         address_template=args.address_template,
+        caption_includes_address=args.caption_includes_address,
+        prompt_learning=args.prompt_learning,
+        prompt_context_length=args.prompt_context_length,
+        prompt_depth=args.prompt_depth,
+        prompt_init=args.prompt_init,
     )
 
 
+def _prompt_shape(config: AddressCLIPConfig) -> tuple:
+    """What a checkpoint's prompt weights are: the method, M and J (their names and shapes follow from these)."""
+    return config.prompt_learning, config.prompt_context_tokens, config.prompt_layers
+
+
 def build_model(args: ModelArguments, train_rows) -> tuple[AddressCLIPModel, CLIPProcessor]:
-    """A pretrained CLIP (or AddressCLIP) checkpoint, or a small CLIP from scratch with an offline tokenizer."""
+    """A pretrained CLIP (or AddressCLIP) checkpoint, or a small CLIP from scratch with an offline tokenizer.
+
+    With ``prompt_learning``, CLIP is frozen and the prompts are initialized from the loaded CLIP's token
+    embeddings (``model.initialize_prompts``) unless the checkpoint already holds prompts of this method, M and J.
+    """
     if args.model_name_or_path is None:
-        corpus = list(text_corpus(train_rows, args.address_template))
+        corpus = list(text_corpus(train_rows, args.address_template, args.caption_includes_address))
         processor = build_clip_processor(
             corpus, image_size=args.image_size, vocab_size=args.vocab_size, model_max_length=args.max_text_length
         )
         model = AddressCLIPModel(_scratch_config(args, processor))
+        missing = {"prompt_learner.ctx"}
+        if args.prompt_learning:
+            logger.warning(
+                f"prompt learning ({args.prompt_learning}) on a CLIP trained from scratch: the prompts adapt a frozen "
+                "random CLIP; the paper's baselines start from a pretrained one (--model_name_or_path)"
+            )
     else:
         processor = AutoProcessor.from_pretrained(args.model_name_or_path)
         config = AddressCLIPConfig.from_pretrained(args.model_name_or_path) if _is_addressclip(args) else None
         if config is not None:
+            saved = _prompt_shape(config)
             for key, value in _recipe_overrides(args).items():
                 setattr(config, key, value)
-            model = AutoModel.from_pretrained(args.model_name_or_path, config=config)
+            config.validate()
+            stale = saved != _prompt_shape(config)  # the saved prompts are another method's, M's or J's
+            model, info = AutoModel.from_pretrained(
+                args.model_name_or_path, config=config, ignore_mismatched_sizes=stale, output_loading_info=True
+            )
+            missing = set(info["missing_keys"])
+            if stale and args.prompt_learning:  # start from fresh prompts, as from a plain CLIP
+                model.reset_prompts()
+                missing.add("prompt_learner.ctx")
         else:
-            model = AddressCLIPModel.from_clip_pretrained(args.model_name_or_path, **_recipe_overrides(args))
+            model, info = AddressCLIPModel.from_clip_pretrained(
+                args.model_name_or_path, output_loading_info=True, **_recipe_overrides(args)
+            )
+            missing = set(info["missing_keys"])
+    if args.prompt_learning and "prompt_learner.ctx" in missing:
+        model.initialize_prompts(processor.tokenizer)
     freeze(model, vision=args.freeze_vision_model, text=args.freeze_text_model)
     return model, processor
 
@@ -222,7 +279,14 @@ def _is_addressclip(args: ModelArguments) -> bool:
 
 
 def freeze(model: AddressCLIPModel, vision: bool = False, text: bool = False) -> None:
-    """Freeze an encoder with its projection (paper Tab. 4); the logit scale stays trainable."""
+    """Freeze an encoder with its projection (paper Tab. 4); the logit scale stays trainable.
+
+    A prompt-learning model is left as it is: all of CLIP is frozen already, only its prompts train.
+    """
+    if getattr(model, "prompt_learner", None) is not None:
+        if vision or text:
+            logger.warning("--freeze_*_model is ignored with prompt learning: all of CLIP is frozen already")
+        return
     for flag, modules in (
         (vision, (model.vision_model, model.visual_projection)),
         (text, (model.text_model, model.text_projection)),
@@ -262,7 +326,8 @@ def recipe_of(model_args: ModelArguments, training_args) -> dict:
         "adam_beta2",
         "seed",
     )
-    recipe = {k: v for k, v in asdict(model_args).items() if v is not None}
+    recipe = {"method": METHOD_NAMES[model_args.prompt_learning]}
+    recipe.update({k: v for k, v in asdict(model_args).items() if v is not None})
     recipe.update({k: getattr(training_args, k) for k in keys})
     recipe["world_size"] = training_args.world_size
     recipe["global_batch_size"] = training_args.per_device_train_batch_size * training_args.world_size

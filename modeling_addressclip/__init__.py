@@ -15,14 +15,15 @@ from transformers import AutoConfig, AutoModel, AutoModelForZeroShotImageClassif
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .address import Address, parse_address
-from .configuration_addressclip import AddressCLIPConfig
+from .configuration_addressclip import PROMPT_METHODS, AddressCLIPConfig
 from .data import AddressCLIPCollator, caption_text
 from .geo import latlon_to_utm, utm_to_latlon, utm_zone_for
 from .image_utils import ImageLoadError, image_pixels, load_image
-from .losses import gather_with_grad, geography_matching_loss, image_text_contrastive_loss
+from .losses import gather_with_grad, geography_matching_loss, image_text_contrastive_loss, symmetric_contrastive_loss
 from .modeling_addressclip import AddressCLIPModel, AddressCLIPOutput
 from .pipeline_addressclip import TASK as PIPELINE_TASK
 from .pipeline_addressclip import AddressZeroShotImageClassificationPipeline, ImageAddressLocalizationPipeline
+from .prompt_learning import CoCoOpPromptLearner, MaPLePromptLearner, PromptLearner
 from .tokenizer import build_clip_processor, build_clip_tokenizer, sync_text_config_with_tokenizer
 
 AutoConfig.register(AddressCLIPConfig.model_type, AddressCLIPConfig, exist_ok=True)
@@ -42,8 +43,12 @@ __all__ = [
     "AddressCLIPConfig",
     "AddressCLIPModel",
     "AddressCLIPOutput",
+    "CoCoOpPromptLearner",
     "ImageAddressLocalizationPipeline",
     "ImageLoadError",
+    "MaPLePromptLearner",
+    "PROMPT_METHODS",
+    "PromptLearner",
     "build_clip_processor",
     "build_clip_tokenizer",
     "caption_text",
@@ -54,6 +59,7 @@ __all__ = [
     "latlon_to_utm",
     "load_image",
     "parse_address",
+    "symmetric_contrastive_loss",
     "sync_text_config_with_tokenizer",
     "utm_to_latlon",
     "utm_zone_for",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -14,6 +16,23 @@ GEOGRAPHY_TARGETS = ("similarity", "distance")
 DEFAULT_ADDRESS_TEMPLATE = "A street view photo at {address}."
 PLACE_DECIMALS = 7  # ~1 cm: what config.json keeps of a coordinate
 PLACE_KEYS = ("latitude", "longitude", "line")
+# Prompt learning (paper Tab. 2 baselines): each method's context length M in its paper, MaPLe's depth J, the init text.
+PROMPT_METHODS = ("coop", "cocoop", "maple")
+PROMPT_CONTEXT_LENGTHS = {"coop": 16, "cocoop": 4, "maple": 2}
+PROMPT_INIT_TEXTS = {"coop": None, "cocoop": "a photo of a", "maple": "a photo of a"}
+MAPLE_DEPTH = 9
+PROMPT_CLASS_TEMPLATE = "{address}."  # the class text after the learned context (CoOp's "[V]_1 ... [V]_M [CLASS].")
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A short hash of a tokenizer's vocabulary and merges: banks from another tokenizer are rejected."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:  # padding/truncation settings change as the tokenizer is used: leave them out
+        spec = json.loads(backend.to_str())
+        text = json.dumps({k: spec.get(k) for k in ("model", "normalizer", "pre_tokenizer", "added_tokens")})
+    else:
+        text = repr(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _degrees(value: Any, axis: str, where: str) -> float:
@@ -111,6 +130,23 @@ class AddressCLIPConfig(CLIPConfig):
         answered); None never abstains.
     abstain_coverage (`float`, *optional*):
         the share of the query split answered at ``abstain_threshold`` when it was calibrated.
+    caption_includes_address (`bool`, defaults to `True`):
+        Eq. 2's text is ``caption + " " + address`` (§4.2); False uses the caption alone (e.g. to train a
+        captions-only stand-in for a pretrained CLIP, one that never saw an address).
+    prompt_learning (`str`, *optional*):
+        None trains CLIP itself (AddressCLIP, full fine-tuning). A prompt-learning baseline of the paper's Tab. 2
+        freezes every CLIP weight (the logit scale too) and learns only prompts (``prompt_learning.py``):
+        ``"coop"`` (Zhou et al., IJCV 2022), ``"cocoop"`` (Zhou et al., CVPR 2022) or ``"maple"`` (Khattak et al.,
+        CVPR 2023). The class text is then ``"{address}."`` after the learned context, not ``address_template``.
+    prompt_context_length (`int`, *optional*):
+        M, the number of learned context vectors; None: the method's paper default (CoOp 16, CoCoOp 4, MaPLe 2).
+    prompt_depth (`int`, *optional*):
+        MaPLe only: J, the number of layers (from the first) that get their own prompts; None: 9, the paper's J.
+        Clipped to the number of layers of the shallower encoder.
+    prompt_init (`str`, *optional*):
+        the text whose token embeddings initialize the context vectors (its first M tokens; positions beyond its
+        length stay random), applied by ``model.initialize_prompts(tokenizer)``. None: each paper's choice, random
+        N(0, 0.02^2) for CoOp (its main setting), "a photo of a" for CoCoOp and MaPLe.
     """
 
     model_type = "addressclip"
@@ -126,6 +162,11 @@ class AddressCLIPConfig(CLIPConfig):
     address_bank_fingerprint: str | None = None
     abstain_threshold: float | None = None
     abstain_coverage: float | None = None
+    caption_includes_address: bool = True
+    prompt_learning: str | None = None
+    prompt_context_length: int | None = None
+    prompt_depth: int | None = None
+    prompt_init: str | None = None
 
     def validate_architecture(self):
         """Part of `@strict` validation: the recipe fields must make sense."""
@@ -140,6 +181,32 @@ class AddressCLIPConfig(CLIPConfig):
         for name in ("address_loss_weight", "caption_loss_weight", "geography_loss_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        self._validate_prompt_learning()
+
+    def _validate_prompt_learning(self):
+        """The prompt-learning fields name a known method and fit the text encoder (see ``validate_architecture``)."""
+        method = self.prompt_learning
+        if method is not None and method not in PROMPT_METHODS:
+            raise ValueError(f"prompt_learning must be None or one of {PROMPT_METHODS}, got {method!r}")
+        if method is None:
+            fields = ("prompt_context_length", "prompt_depth", "prompt_init")
+            given = [name for name in fields if getattr(self, name) is not None]
+            if given:
+                raise ValueError(f"{given} set but prompt_learning is None: choose one of {PROMPT_METHODS}")
+            return
+        for name in ("prompt_context_length", "prompt_depth"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.prompt_depth is not None and method != "maple":
+            raise ValueError(f"prompt_depth is MaPLe's (the layers with prompts); {method!r} prompts the input only")
+        if self.prompt_init is not None and not self.prompt_init.strip():
+            raise ValueError("prompt_init must be a non-empty text (or None for the method's default)")
+        positions = self.text_config.max_position_embeddings
+        if self.prompt_context_tokens + 3 > positions:
+            raise ValueError(
+                f"prompt_context_length {self.prompt_context_tokens} leaves no room for an address in the text "
+                f"encoder's {positions} positions (SOS, context, at least one token, EOS)"
+            )
 
     def validate_address_places(self):
         """Part of `@strict` validation: places are aligned with the bank and hold valid WGS84 coordinates."""
@@ -149,9 +216,50 @@ class AddressCLIPConfig(CLIPConfig):
             raise ValueError("address_places is set but address_bank is not: places belong to bank addresses")
         normalize_places(self.address_places, self.address_bank)
 
+    @property
+    def text_template(self) -> str:
+        """The template an address is tokenized in: ``address_template``, or ``"{address}."`` with prompt learning
+        (the learned context vectors take the template's place, inserted after SOS)."""
+        return PROMPT_CLASS_TEMPLATE if self.prompt_learning else self.address_template
+
+    @property
+    def prompt_context_tokens(self) -> int:
+        """M: ``prompt_context_length`` or the method's default (0 without prompt learning)."""
+        if not self.prompt_learning:
+            return 0
+        return self.prompt_context_length or PROMPT_CONTEXT_LENGTHS[self.prompt_learning]
+
+    @property
+    def prompt_layers(self) -> int:
+        """J: the layers that get prompts (MaPLe's depth, clipped to the shallower encoder; 1 for CoOp/CoCoOp)."""
+        if self.prompt_learning != "maple":
+            return 1
+        layers = min(self.text_config.num_hidden_layers, self.vision_config.num_hidden_layers)
+        return min(self.prompt_depth or MAPLE_DEPTH, layers)
+
+    @property
+    def prompt_init_text(self) -> str | None:
+        """The text that initializes the context vectors: ``prompt_init`` or the method's default."""
+        return self.prompt_init or PROMPT_INIT_TEXTS.get(self.prompt_learning or "")
+
     def format_address_prompt(self, address: str) -> str:
-        """Wrap an address text in ``address_template`` (the exact text the text encoder sees)."""
-        return self.address_template.format(address=address)
+        """Wrap an address text in :attr:`text_template` (the exact text the text encoder sees)."""
+        return self.text_template.format(address=address)
+
+    def bank_fingerprint(self, tokenizer_hash: str) -> str:
+        """The fingerprint of an address bank encoded with this template and a tokenizer of ``tokenizer_hash``."""
+        return f"{tokenizer_hash}:{hashlib.sha256(self.text_template.encode()).hexdigest()[:16]}"
 
 
-__all__ = ["AddressCLIPConfig", "DEFAULT_ADDRESS_TEMPLATE", "GEOGRAPHY_TARGETS", "normalize_place", "normalize_places"]
+__all__ = [
+    "AddressCLIPConfig",
+    "DEFAULT_ADDRESS_TEMPLATE",
+    "GEOGRAPHY_TARGETS",
+    "MAPLE_DEPTH",
+    "PROMPT_CONTEXT_LENGTHS",
+    "PROMPT_INIT_TEXTS",
+    "PROMPT_METHODS",
+    "normalize_place",
+    "normalize_places",
+    "tokenizer_fingerprint",
+]

@@ -18,8 +18,13 @@ from .configuration_addressclip import DEFAULT_ADDRESS_TEMPLATE
 from .image_utils import image_pixels
 
 
-def caption_text(caption: str, address: str) -> str:
-    """The text of Eq. 2: the scene caption followed by the address (§4.2); the address alone if no caption."""
+def caption_text(caption: str, address: str, include_address: bool = True) -> str:
+    """The text of Eq. 2: the scene caption followed by the address (§4.2); the address alone if no caption.
+
+    ``include_address=False``: the caption alone (``config.caption_includes_address``).
+    """
+    if not include_address:
+        return caption.strip()
     return f"{caption.strip()} {address}".strip()
 
 
@@ -48,6 +53,8 @@ class AddressCLIPCollator:
         use_captions: tokenize ``caption + " " + address`` for Eq. 2. A batch in which every caption is
             empty carries no caption ids (no caption loss); a row without a caption uses its address alone.
         max_length: truncate texts to this many tokens (default: the tokenizer's ``model_max_length``).
+        caption_includes_address: Eq. 2's text is ``caption + " " + address`` (§4.2); False: the caption alone (a row
+            without a caption then gets an empty text), for training a captions-only stand-in for a pretrained CLIP.
         draft_decoding: decode undecoded JPEG rows (``{"bytes", "path"}``, see :func:`undecoded_images`) only
             down to the image processor's size, as the pipeline does (``image_utils.load_image``); PIL images and
             arrays are used as given.
@@ -58,11 +65,18 @@ class AddressCLIPCollator:
     use_captions: bool = True
     max_length: int | None = None
     draft_decoding: bool = True
+    caption_includes_address: bool = True
 
     @classmethod
     def from_config(cls, processor, config, **kwargs) -> AddressCLIPCollator:
-        """A collator that matches ``config``: its template, and captions only when beta > 0."""
-        return cls(processor, config.address_template, use_captions=config.caption_loss_weight > 0, **kwargs)
+        """A collator that matches ``config``: its text template (``"{address}."`` with prompt learning), captions
+        only when beta > 0, with or without the address (``caption_includes_address``)."""
+        settings = dict(
+            use_captions=config.caption_loss_weight > 0,
+            caption_includes_address=getattr(config, "caption_includes_address", True),
+        )
+        template = getattr(config, "text_template", config.address_template)
+        return cls(processor, template, **{**settings, **kwargs})
 
     def _tokenize(self, texts: list[str], prefix: str = "") -> dict[str, torch.Tensor]:
         tokens = self.processor.tokenizer(
@@ -83,7 +97,9 @@ class AddressCLIPCollator:
         batch.update(self._tokenize([self.address_template.format(address=a) for a in addresses]))
         captions = [row.get("caption") or "" for row in rows]
         if self.use_captions and any(captions):
-            batch.update(self._tokenize([caption_text(c, a) for c, a in zip(captions, addresses)], "caption_"))
+            with_address = self.caption_includes_address
+            texts = [caption_text(c, a, with_address) for c, a in zip(captions, addresses)]
+            batch.update(self._tokenize(texts, "caption_"))
         utm = [[row["utm_east"], row["utm_north"]] for row in rows]
         batch["utm"] = torch.tensor(utm, dtype=torch.float64)
         return batch

@@ -59,6 +59,27 @@ def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     return _GatherWithGrad.apply(tensor)
 
 
+@torch.no_grad()
+def gather_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Every rank's token ids and attention mask, right-padded to the longest, and this rank's first row.
+
+    For losses whose texts are encoded after the gather (CoCoOp: each image encodes the global batch's texts under
+    its own prompt). Ids carry no gradient. Without several ranks: the inputs themselves and 0.
+    """
+    if not _distributed():
+        return input_ids, attention_mask, 0
+    width = torch.tensor([input_ids.shape[1]], device=input_ids.device)
+    dist.all_reduce(width, op=dist.ReduceOp.MAX)
+    pad = int(width.item()) - input_ids.shape[1]
+    ids = F.pad(input_ids, (0, pad), value=0)
+    mask = F.pad(attention_mask.to(input_ids.dtype), (0, pad), value=0)
+    rows = torch.tensor([input_ids.shape[0]], device=input_ids.device)
+    sizes = [torch.zeros_like(rows) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, rows)
+    offset = int(sum(s.item() for s in sizes[: dist.get_rank()]))
+    return _GatherWithGrad.apply(ids), _GatherWithGrad.apply(mask), offset
+
+
 def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
     """Cross entropy of each row against its own column (the positive pair is on the diagonal)."""
     return F.cross_entropy(logits, torch.arange(logits.shape[0], device=logits.device))
@@ -75,6 +96,17 @@ def image_text_contrastive_loss(
         logit_scale: scalar ``log(1/tau)``; CLIP's learned temperature.
     """
     logits_per_image = logit_scale.exp() * image_embeds @ text_embeds.t()
+    return symmetric_contrastive_loss(logits_per_image)
+
+
+def symmetric_contrastive_loss(logits_per_image: torch.Tensor) -> torch.Tensor:
+    """Eq. 1/2 from the (N, N) scaled image-text similarities themselves: image i's positive is text i.
+
+    For texts that depend on the image (CoCoOp: ``logits[i, j] = scale * cos(v_i, t_j(v_i))``), where no text
+    embedding matrix exists to multiply.
+    """
+    if logits_per_image.ndim != 2 or logits_per_image.shape[0] != logits_per_image.shape[1]:
+        raise ValueError(f"logits must be a square (N, N) matrix, got {tuple(logits_per_image.shape)}")
     return 0.5 * (contrastive_loss(logits_per_image) + contrastive_loss(logits_per_image.t()))
 
 
@@ -127,9 +159,11 @@ def geography_matching_loss(image_embeds: torch.Tensor, utm: torch.Tensor, targe
 
 __all__ = [
     "contrastive_loss",
+    "gather_tokens",
     "gather_with_grad",
     "geography_distance_matrix",
     "geography_matching_loss",
     "image_text_contrastive_loss",
     "normalized_utm",
+    "symmetric_contrastive_loss",
 ]

@@ -6,8 +6,6 @@ the normalized text embeddings of every candidate address, encoded once and save
 weights, so localizing an image is one image encode and one matrix product.
 """
 
-import hashlib
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +20,13 @@ from transformers.utils import ModelOutput, TransformersKwargs
 from transformers.utils.generic import can_return_tuple
 
 from .address import Address
-from .configuration_addressclip import AddressCLIPConfig, normalize_places
+from .configuration_addressclip import AddressCLIPConfig, normalize_places, tokenizer_fingerprint
 from .losses import gather_with_grad, geography_matching_loss, image_text_contrastive_loss
 
 # The pipeline is imported so that transformers copies it into the remote-code cache with this file:
 # a model loaded with trust_remote_code=True then saves it again (save_pretrained copies HUB_FILES).
 from .pipeline_addressclip import TASK as PIPELINE_TASK  # noqa: F401, E402
+from .prompt_learning import PromptLearningMixin
 
 # Files copied into every saved model directory so it loads with ``trust_remote_code=True``.
 HUB_FILES = (
@@ -37,6 +36,7 @@ HUB_FILES = (
     "address.py",
     "image_utils.py",
     "pipeline_addressclip.py",
+    "prompt_learning.py",
 )
 AUTO_CLASSES = ("AutoModel", "AutoModelForZeroShotImageClassification")
 # Written into the saved config so ``pipeline(TASK, model=dir, trust_remote_code=True)`` finds each task's code.
@@ -84,17 +84,6 @@ class AddressCLIPOutput(ModelOutput):
         return tuple(v.to_tuple() if isinstance(v, ModelOutput) else v for v in super().to_tuple())
 
 
-def tokenizer_fingerprint(tokenizer) -> str:
-    """A short hash of a tokenizer's vocabulary and merges: banks from another tokenizer are rejected."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:  # padding/truncation settings change as the tokenizer is used: leave them out
-        spec = json.loads(backend.to_str())
-        text = json.dumps({k: spec.get(k) for k in ("model", "normalizer", "pre_tokenizer", "added_tokens")})
-    else:
-        text = repr(sorted(tokenizer.get_vocab().items()))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
 def _check_rows(name: str, tensor: torch.Tensor | None, ndim: int, rows: int | None) -> None:
     if tensor is None:
         return
@@ -104,8 +93,12 @@ def _check_rows(name: str, tensor: torch.Tensor | None, ndim: int, rows: int | N
         raise ValueError(f"{name} has batch size {tensor.shape[0]} but pixel_values has {rows}")
 
 
-class AddressCLIPModel(CLIPModel):
-    """CLIP with AddressCLIP's three losses and a cached address bank; plain CLIP checkpoints load into it."""
+class AddressCLIPModel(PromptLearningMixin, CLIPModel):
+    """CLIP with AddressCLIP's three losses and a cached address bank; plain CLIP checkpoints load into it.
+
+    With ``config.prompt_learning`` (Tab. 2's CoOp, CoCoOp, MaPLe) CLIP is frozen and only ``prompt_learner`` trains;
+    every method below then runs through the prompts (``prompt_learning.py``).
+    """
 
     config_class = AddressCLIPConfig
     config: AddressCLIPConfig
@@ -115,6 +108,7 @@ class AddressCLIPModel(CLIPModel):
         super().__init__(config)
         if config.address_bank:
             self.register_buffer("address_bank_embeds", torch.zeros(len(config.address_bank), config.projection_dim))
+        self._build_prompt_learner()
 
     # ----------------------------------------------------------------------------- loading / saving
     @classmethod
@@ -160,6 +154,8 @@ class AddressCLIPModel(CLIPModel):
         **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, BaseModelOutputWithPooling]:
         """L2-normalized text embeddings and the text tower's output (``kwargs``: CLIP's output flags)."""
+        if self.prompt_learner is not None:  # CLIP's output flags do not apply to the prompted towers
+            return self._prompted_text(input_ids, attention_mask, position_ids)
         outputs = self.get_text_features(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs
         )
@@ -209,7 +205,7 @@ class AddressCLIPModel(CLIPModel):
         CLIPModel's arguments, in CLIPModel's order, then AddressCLIP's (keep them that way: CLIP code passes
         the first three by position).
 
-        input_ids / attention_mask / position_ids: `(batch, seq)` address prompts (``config.address_template``).
+        input_ids / attention_mask / position_ids: `(batch, seq)` address prompts (``config.text_template``).
         pixel_values: `(batch, 3, H, W)` images, processed by the model's image processor.
         return_loss: compute Eq. 6. ``None`` means "when ``utm`` is given" (training and evaluation batches).
         interpolate_pos_encoding: as in CLIP, for images of another size than ``vision_config.image_size``.
@@ -217,25 +213,26 @@ class AddressCLIPModel(CLIPModel):
         utm: `(batch, 2)` UTM (east, north) of each image in metres (Eq. 3); it is the Trainer's label.
         kwargs: CLIP's (``output_attentions``, ``output_hidden_states``, ...), passed to both towers as CLIP does;
             ``return_dict=False`` returns ``to_tuple()``. The caption texts are encoded for their embedding only.
+        With ``config.prompt_learning`` the output flags are unused; CoCoOp's text/caption embeds are 3-D.
         """
         self._validate_inputs(input_ids, attention_mask, pixel_values, caption_input_ids, caption_attention_mask, utm)
-        vision = self.get_image_features(
-            pixel_values=pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs
-        )
+        vision = self._encode_image(pixel_values, interpolate_pos_encoding, **kwargs)
         image_embeds = F.normalize(vision.pooler_output, dim=-1)
+        with_loss = bool(return_loss or (return_loss is None and utm is not None))
+        if with_loss and input_ids.shape[0] != image_embeds.shape[0]:
+            raise ValueError(
+                f"input_ids has batch size {input_ids.shape[0]} but pixel_values has {image_embeds.shape[0]}: "
+                "the contrastive loss pairs row i of each"
+            )
+        if self.image_conditioned:  # CoCoOp: each text is encoded under each image's prompt (text_embeds 3-D)
+            captions = (caption_input_ids, caption_attention_mask)
+            parts = self._conditioned_forward(image_embeds, (input_ids, attention_mask), captions, utm, with_loss)
+            return AddressCLIPOutput(**parts, image_embeds=image_embeds, vision_model_output=vision)
         text_embeds, text = self._encode_text(input_ids, attention_mask, position_ids, **kwargs)
         caption_embeds = None
         if caption_input_ids is not None:
             caption_embeds, _ = self._encode_text(caption_input_ids, caption_attention_mask)
-
-        losses = {}
-        if return_loss or (return_loss is None and utm is not None):
-            if text_embeds.shape[0] != image_embeds.shape[0]:
-                raise ValueError(
-                    f"input_ids has batch size {text_embeds.shape[0]} but pixel_values has {image_embeds.shape[0]}: "
-                    "the contrastive loss pairs row i of each"
-                )
-            losses = self._losses(image_embeds, text_embeds, caption_embeds, utm)
+        losses = self._losses(image_embeds, text_embeds, caption_embeds, utm) if with_loss else {}
         # As CLIPModel: the logits live where the text tower does (the towers may sit on different devices).
         device = text_embeds.device
         logits_per_text = self.logit_scale.exp().to(device) * text_embeds @ image_embeds.t().to(device)
@@ -250,21 +247,23 @@ class AddressCLIPModel(CLIPModel):
             vision_model_output=vision,
         )
 
-    def _losses(self, image_embeds, text_embeds, caption_embeds, utm) -> dict[str, torch.Tensor]:
+    def _losses(self, image_embeds, text_embeds, caption_embeds, utm, pairs=None) -> dict[str, torch.Tensor]:
         """Eq. 1, 2 and 5 on the (global) batch and their Eq. 6 sum; parts without inputs are left out.
 
         Computed on the text tower's device, like CLIPModel's loss, when the towers sit on different devices.
+        ``pairs``: Eq. 1 (and 2) computed by the caller instead (CoCoOp, whose texts depend on the image).
         """
         config = self.config
-        device = text_embeds.device
+        device = image_embeds.device if text_embeds is None else text_embeds.device
         gather = gather_with_grad if config.gather_across_ranks else (lambda t: t)
         images = gather(image_embeds.to(device))
         logit_scale = self.logit_scale.to(device)
-        parts = {"loss_address": image_text_contrastive_loss(images, gather(text_embeds), logit_scale)}
+        parts = dict(pairs or {"loss_address": image_text_contrastive_loss(images, gather(text_embeds), logit_scale)})
         loss = config.address_loss_weight * parts["loss_address"]
         if caption_embeds is not None:
             captions = gather(caption_embeds.to(device))
             parts["loss_caption"] = image_text_contrastive_loss(images, captions, logit_scale)
+        if "loss_caption" in parts:
             loss = loss + config.caption_loss_weight * parts["loss_caption"]
         if utm is not None:
             global_utm = gather(utm.to(device=device, dtype=torch.float64))
@@ -289,11 +288,11 @@ class AddressCLIPModel(CLIPModel):
     def embed_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """L2-normalized image embeddings ``(batch, projection_dim)`` of processed ``pixel_values``."""
         pixel_values = pixel_values.to(device=self.logit_scale.device, dtype=self.dtype)
-        return F.normalize(self.get_image_features(pixel_values=pixel_values).pooler_output, dim=-1)
+        return F.normalize(self._encode_image(pixel_values).pooler_output, dim=-1)
 
     @torch.no_grad()
     def embed_addresses(self, addresses: list[str], processor, batch_size: int = 256) -> torch.Tensor:
-        """L2-normalized float embeddings ``(N, projection_dim)`` of address texts in ``config.address_template``.
+        """L2-normalized float embeddings ``(N, projection_dim)`` of address texts in ``config.text_template``.
 
         Any text works here (a street or neighborhood name too); ``processor`` is the model's processor
         or its tokenizer.
@@ -306,6 +305,7 @@ class AddressCLIPModel(CLIPModel):
             tokens = tokenizer(prompts[start : start + batch_size], padding=True, truncation=True, return_tensors="pt")
             embeds, _ = self._encode_text(tokens["input_ids"].to(device), tokens["attention_mask"].to(device))
             chunks.append(embeds.float())
+            self._remember_texts(chunks[-1], tokens["input_ids"], tokens["attention_mask"])  # CoCoOp only
         return torch.cat(chunks).contiguous()
 
     @torch.no_grad()
@@ -331,12 +331,13 @@ class AddressCLIPModel(CLIPModel):
         tokenizer = getattr(processor, "tokenizer", processor)
         embeds = self.embed_addresses(addresses, tokenizer, batch_size=batch_size)
         self.register_buffer("address_bank_embeds", embeds, persistent=True)
+        self._store_bank_tokens([self.config.format_address_prompt(a) for a in addresses], tokenizer)  # CoCoOp only
         self.config.address_bank = addresses
         self.config.address_places = places
         self.config.address_bank_fingerprint = self._bank_fingerprint(tokenizer_fingerprint(tokenizer))
 
     def _bank_fingerprint(self, tokenizer_hash: str) -> str:
-        return f"{tokenizer_hash}:{hashlib.sha256(self.config.address_template.encode()).hexdigest()[:16]}"
+        return self.config.bank_fingerprint(tokenizer_hash)
 
     def check_address_bank(self, processor=None) -> torch.Tensor:
         """The bank matrix (N, D) after checking it exists and matches the template (and ``processor``)."""
@@ -364,8 +365,11 @@ class AddressCLIPModel(CLIPModel):
         """Cosine similarity ``(batch, N)`` of each image to each address: one image encode, one matrix product.
 
         ``bank`` is an ``(N, projection_dim)`` matrix of normalized address embeddings (default: the checked
-        address bank, :meth:`check_address_bank`); the product runs in the bank's dtype.
+        address bank, :meth:`check_address_bank`); the product runs in the bank's dtype. CoCoOp encodes the bank's
+        texts under each image's prompt instead; a ``bank`` must then hold rows of the bank or of ``embed_addresses``.
         """
+        if self.image_conditioned:
+            return self._conditioned_similarity(pixel_values, bank, processor)
         bank = self.check_address_bank(processor) if bank is None else bank
         image = self.embed_images(pixel_values)
         return image.to(bank.dtype) @ bank.to(image.device).t()

@@ -304,7 +304,8 @@ class AddressZeroShotImageClassificationPipeline(ZeroShotImageClassificationPipe
 
     def _sanitize_parameters(self, tokenizer_kwargs=None, **kwargs):
         preprocess, forward, postprocess = super()._sanitize_parameters(tokenizer_kwargs=tokenizer_kwargs, **kwargs)
-        template = getattr(self.model.config, "address_template", None)
+        config = self.model.config  # the text the text tower saw in training (prompt models: "{address}.")
+        template = getattr(config, "text_template", getattr(config, "address_template", None))
         if "hypothesis_template" not in kwargs and template:
             preprocess["hypothesis_template"] = template.replace("{address}", "{}")
         return preprocess, forward, postprocess
