@@ -1,33 +1,40 @@
-"""Inference cost of AddressCLIP's address bank vs zero-shot re-encoding of the candidate addresses.
+"""Localization cost vs one bare image encode, at ViT-B/16 and the demo size, for 3,616 and 100,000 addresses.
 
-    python -m benchmarks.inference                       # random model, demo-size architecture (configs/demo.json)
-    python -m benchmarks.inference --model outputs/demo  # a trained model directory
-    python -m benchmarks.inference --tiny                # CI: tiny model, N = 16/64/256, < 60 s
+    python -m benchmarks.inference                             # ViT-B/16 (random weights, 224 px) and the demo size
+    python -m benchmarks.inference --arch vit-b16 --json inference.json
+    python -m benchmarks.inference --demo-model outputs/demo   # + the half bank's SSA/SA cost on the demo query split
+    python -m benchmarks.inference --tiny                      # CI: tiny model, N = 64 and 1,000, seconds
 
-For N candidate addresses (128 as in the demo city, 3,616 as SF-IAL-Large's train addresses,
-30,000 synthesized ones) it times, per image at batch 1:
+Architectures: ``vit-b16`` is ``openai/clip-vit-base-patch16``'s architecture with random weights, OpenAI's
+tokenizer and the Hub's 224-px preprocessing (``fixtures.clip_checkpoint``), loaded with
+``AddressCLIPModel.from_clip_pretrained`` as a user loads the real one; ``demo`` is ``configs/demo.json``'s model
+(random weights). For each, in one process:
 
-* the bank path, ``model.localize``: one image encode + one (1, D) x (D, N) product + top-k;
-* the zero-shot path that ``pipeline("zero-shot-image-classification")`` takes: one image encode
-  (``model.embed_images``) plus tokenizing and encoding all N prompts again for every image
-  (``model.embed_addresses``). For large N only the first ``--text-batches`` text batches are timed
-  and the rest is extrapolated linearly (said in the output).
-
-Goals: a >= 500x speed-up of the bank path at N = 3,616, and bank search (product + top-k only)
-<= 5% of one image encode at N = 30,000 (judged at batch 1, and also per image when 32 images share
-one pass over the bank). Also printed: bank memory per address (fp32, fp16) and the
-bank path's throughput (images/s) at batch 1/8/32. Every ratio is measured in this run.
+* **localization / encode**: ``model.localize(pixels, top_k=5)`` (image encode, the (B, D) x (D, N) product in the
+  bank's dtype, top-k) against ``model.embed_images(pixels)`` alone, at batch 1 and 32, for N = 3,616 (SF-IAL-Large's
+  addresses, paper Tab. 1; the real bank of 3,616 synthetic addresses encoded by the model) and N = 100,000 (a
+  country-scale bank; random unit vectors, since the search cost depends only on the bank's shape and dtype), each
+  with the bank in fp32 (the default: ``set_address_bank`` stores float32) and fp16. Timings are interleaved
+  round-robin and the best round of each is kept, so a busy machine slows all of them alike.
+  Goals (ViT-B/16): <= 1.05 at N = 3,616 and <= 1.25 at N = 100,000.
+* **zero-shot re-encoding at N = 3,616, measured in full**: what ``pipeline("zero-shot-image-classification")``
+  does per image, one image encode plus tokenizing and encoding all 3,616 prompts (``model.embed_addresses``),
+  timed once over every text, against the bank path at batch 1.
+* **the half bank's cost** (``--demo-model DIR``, default ``outputs/demo`` when it exists): query-split SSA/SA of
+  the trained demo model with its bank in fp32, fp16 and bf16 (one image encode, the three banks compared).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from transformers import AutoProcessor
 
@@ -37,12 +44,14 @@ from benchmarks.report import publish
 from fixtures.synthetic import candidates, synthetic_addresses
 from modeling_addressclip import AddressCLIPModel
 from modeling_addressclip.image_utils import image_pixels
+from modeling_addressclip.metrics import address_accuracy
 
-SIZES = (128, 3_616, 30_000)
-TINY_SIZES = (16, 64, 256)
-SPEEDUP_GOAL, SEARCH_GOAL = 500.0, 0.05
+SIZES, TINY_SIZES = (3_616, 100_000), (64, 1_000)
+BATCHES, TINY_BATCHES = (1, 32), (1, 4)
+GOALS = {3_616: 1.05, 100_000: 1.25}
+HALF = torch.float16
 TOP_K = 5
-BATCH = 32
+DEFAULT_DEMO_MODEL = Path("outputs/demo")
 
 
 def random_model(config_path: Path):
@@ -54,18 +63,22 @@ def random_model(config_path: Path):
     return build_model(args, rows)
 
 
-def load(args: argparse.Namespace):
-    if args.model is not None:
-        return AddressCLIPModel.from_pretrained(args.model).eval(), AutoProcessor.from_pretrained(args.model)
-    config = resolve_recipe("tiny" if args.tiny else "demo")
-    model, processor = random_model(config)
-    return model.eval(), processor
+def load_arch(arch: str, scratch: Path):
+    """(model, processor, description) of ``arch``: vit-b16, demo or tiny, with random weights."""
+    if arch == "vit-b16":
+        from fixtures.clip_checkpoint import make_clip_checkpoint
+
+        directory = make_clip_checkpoint(scratch / "clip-vit-base-patch16")
+        model = AddressCLIPModel.from_clip_pretrained(directory)
+        return model.eval(), AutoProcessor.from_pretrained(directory), "ViT-B/16, random weights, 224 px"
+    model, processor = random_model(resolve_recipe("tiny" if arch == "tiny" else "demo"))
+    return model.eval(), processor, f"configs/{arch}.json size, random weights"
 
 
 def images(processor, count: int, seed: int = 0) -> torch.Tensor:
-    """``count`` random RGB images as the model's ``pixel_values`` (the package's image policy)."""
+    """``count`` random 640x480 RGB photos as the model's ``pixel_values`` (the package's image policy)."""
     rng = np.random.default_rng(seed)
-    pics = [Image.fromarray(rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)) for _ in range(count)]
+    pics = [Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)) for _ in range(count)]
     return image_pixels(processor, pics)
 
 
@@ -80,165 +93,159 @@ def measure_ms(fn, repeats: int) -> float:
     return 1000 * best
 
 
-@torch.no_grad()
-def encode_image(model, pixel_values: torch.Tensor) -> torch.Tensor:
-    """The image encode of both paths (the one ``localize`` runs): normalized embeddings."""
-    return model.embed_images(pixel_values)
+def time_interleaved(calls: dict, rounds: int) -> dict[str, float]:
+    """Best ms of each call over ``rounds`` round-robin rounds (each called once per round, after a warm-up)."""
+    for fn in calls.values():
+        fn()
+    best = dict.fromkeys(calls, float("inf"))
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], 1000 * (time.perf_counter() - start))
+    return best
 
 
-def encode_texts(model, processor, texts: list[str]) -> torch.Tensor:
-    """What the zero-shot path does per image and text batch: tokenize the prompts, run the text encoder."""
-    return model.embed_addresses(texts, processor, batch_size=len(texts))
-
-
-def zero_shot_ms(model, processor, pixel: torch.Tensor, texts: list[str], args) -> tuple[float, bool]:
-    """ms per image of encode + re-encoding all ``texts``; True when text batches were extrapolated."""
-    chunks = [texts[i : i + args.text_batch_size] for i in range(0, len(texts), args.text_batch_size)]
-    timed = chunks[: args.text_batches]
-    encode = measure_ms(lambda: encode_image(model, pixel), args.repeats)
-    repeats = args.repeats if len(chunks) <= args.text_batches else 1
-    text = sum(measure_ms(lambda c=c: encode_texts(model, processor, c), repeats) for c in timed)
-    return encode + text * len(chunks) / len(timed), len(timed) < len(chunks)
-
-
-def pipeline_ms(model, processor, texts: list[str], args) -> float:
-    """ms per image of transformers' own ``zero-shot-image-classification`` pipeline (a cross-check)."""
-    from transformers import pipeline
-
-    classify = pipeline(
-        "zero-shot-image-classification", model=model, tokenizer=processor.tokenizer,
-        image_processor=processor.image_processor,
-    )  # fmt: skip
-    picture = Image.fromarray(np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8))
-    template = model.config.address_template.replace("{address}", "{}")
-    return measure_ms(lambda: classify(picture, candidate_labels=texts, hypothesis_template=template), args.repeats)
-
-
-def bank_stage_ms(model, pixel: torch.Tensor, args) -> dict:
-    """ms of the bank path per image: full ``localize``, the image encode alone, and the search alone."""
-    bank = model.check_address_bank()
-    embeds = encode_image(model, pixel)
-    k = min(TOP_K, bank.shape[0])
-    return {
-        "localize": measure_ms(lambda: model.localize(pixel, top_k=TOP_K), args.repeats),
-        "encode": measure_ms(lambda: encode_image(model, pixel), args.repeats),
-        "search": measure_ms(lambda: (embeds @ bank.t()).topk(k, dim=-1), max(args.repeats, 20)),
-    }
-
-
-def batched_search_fraction(model, pixels: torch.Tensor, args) -> float:
-    """Search / encode per image when ``len(pixels)`` images share one pass over the bank."""
-    bank = model.check_address_bank()
-    embeds = encode_image(model, pixels)
-    encode = measure_ms(lambda: encode_image(model, pixels), args.repeats)
-    search = measure_ms(lambda: (embeds @ bank.t()).topk(min(TOP_K, bank.shape[0]), dim=-1), args.repeats)
-    return search / encode
-
-
-def measure_size(model, processor, pixel: torch.Tensor, texts: list[str], args) -> dict:
-    """Bank build, bank path and zero-shot path at N = ``len(texts)`` candidate addresses."""
-    count = len(texts)
+def banks(model, processor, sizes: tuple[int, ...]) -> tuple[dict, float]:
+    """{(N, dtype name): bank matrix or None (the saved bank)} and the seconds the real bank build took."""
+    real_n, *others = sizes
     start = time.perf_counter()
-    model.set_address_bank(texts, processor)
+    model.set_address_bank(candidates([], real_n), processor)
     build_s = time.perf_counter() - start
-    bank = bank_stage_ms(model, pixel, args)
-    zero_shot, extrapolated = zero_shot_ms(model, processor, pixel, texts, args)
-    dim = model.address_bank_embeds.shape[1]
+    saved = model.check_address_bank()
+    out = {(real_n, "float32"): None, (real_n, "float16"): saved.to(HALF)}
+    generator = torch.Generator().manual_seed(0)
+    for n in others:
+        matrix = F.normalize(torch.randn(n, saved.shape[1], generator=generator), dim=-1)
+        out[(n, "float32")], out[(n, "float16")] = matrix, matrix.to(HALF)
+    return out, build_s
+
+
+def timed_calls(model, pixels: torch.Tensor, bank_matrices: dict) -> dict:
+    """The bare encode, and per bank the full ``localize`` and the search alone (product + top-k)."""
+    embeds = model.embed_images(pixels)
+    calls = {"encode": lambda: model.embed_images(pixels)}
+    for key, bank in bank_matrices.items():
+        calls[("localize", key)] = lambda b=bank: model.localize(pixels, top_k=TOP_K, bank=b)
+        matrix = model.check_address_bank() if bank is None else bank
+        calls[("search", key)] = lambda m=matrix: (embeds.to(m.dtype) @ m.t()).topk(TOP_K, dim=-1)
+    return calls
+
+
+@torch.no_grad()
+def localization_rows(model, processor, bank_matrices: dict, batches: tuple[int, ...], rounds: int) -> list[dict]:
+    """localize / encode at every batch size, N and bank dtype (interleaved timings; search-only cost alongside)."""
+    rows = []
+    for batch in batches:
+        calls = timed_calls(model, images(processor, batch, seed=batch), bank_matrices)
+        best = time_interleaved(calls, rounds if batch > 1 else 3 * rounds)
+        for (n, dtype), _ in bank_matrices.items():
+            ratio = best[("localize", (n, dtype))] / best["encode"]
+            goal = GOALS.get(n)
+            rows.append({
+                "batch": batch, "n": n, "bank_dtype": dtype, "encode_ms": best["encode"],
+                "localize_ms": best[("localize", (n, dtype))], "search_ms": best[("search", (n, dtype))],
+                "ratio": ratio, "goal": goal, "met": None if goal is None else ratio <= goal,
+            })  # fmt: skip
+    return rows
+
+
+@torch.no_grad()
+def zero_shot(model, processor, n: int, localize_ms: float, encode_ms: float) -> dict:
+    """Zero-shot re-encoding of all ``n`` prompts for one image, timed once in full, against the bank path."""
+    texts = candidates([], n)
+    start = time.perf_counter()
+    model.embed_addresses(texts, processor)
+    text_ms = 1000 * (time.perf_counter() - start)
+    per_image = encode_ms + text_ms
+    return {"n": n, "text_encode_ms": text_ms, "per_image_ms": per_image, "bank_ms": localize_ms,
+            "speedup": per_image / localize_ms}  # fmt: skip
+
+
+def measure_arch(arch: str, args: argparse.Namespace, scratch: Path) -> dict:
+    model, processor, description = load_arch(arch, scratch)
+    sizes, batches = (TINY_SIZES, TINY_BATCHES) if args.tiny else (SIZES, BATCHES)
+    matrices, build_s = banks(model, processor, sizes)
+    rows = localization_rows(model, processor, matrices, batches, args.rounds)
+    b1 = next(r for r in rows if r["batch"] == 1 and r["n"] == sizes[0] and r["bank_dtype"] == "float32")
     return {
-        "n": count,
+        "arch": arch,
+        "description": description,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "embedding_dim": int(model.config.projection_dim),
         "bank_build_s": build_s,
-        "bank_ms": bank["localize"],
-        "encode_ms": bank["encode"],
-        "search_ms": bank["search"],
-        "zero_shot_ms": zero_shot,
-        "zero_shot_extrapolated": extrapolated,
-        "speedup": zero_shot / bank["localize"],
-        "search_fraction": bank["search"] / bank["encode"],
-        f"search_fraction_b{BATCH}": batched_search_fraction(model, images(processor, BATCH, seed=BATCH), args),
-        "bank_bytes_fp32": count * dim * 4,
-        "bank_bytes_fp16": count * dim * 2,
+        "bank_build_n": sizes[0],
+        "rows": rows,
+        "zero_shot": zero_shot(model, processor, sizes[0], b1["localize_ms"], b1["encode_ms"]),
     }
 
 
-def throughput(model, processor, batch_sizes: tuple[int, ...], args) -> dict[int, float]:
-    """Images/s of ``model.localize`` with the current bank at each batch size."""
-    out = {}
-    for size in batch_sizes:
-        pixels = images(processor, size, seed=size)
-        out[size] = 1000 * size / measure_ms(lambda p=pixels: model.localize(p, top_k=TOP_K), args.repeats)
+@torch.no_grad()
+def half_bank_cost(directory: Path, rows: list[dict] | None = None, batch_size: int = 128) -> dict:
+    """SSA/SA of a trained model with its bank in fp32, fp16 and bf16 (same image embeddings) on ``rows``
+    (``image``, ``address``; default: the demo city's query split)."""
+    model = AddressCLIPModel.from_pretrained(directory).eval()
+    processor = AutoProcessor.from_pretrained(directory)
+    if rows is None:
+        from dataset_scripts.demo_city import load_demo_city
+        from modeling_addressclip.data import undecoded_images
+
+        rows = list(undecoded_images(load_demo_city()["query"]))
+    embeds = torch.cat([
+        model.embed_images(image_pixels(processor, [r["image"] for r in rows[i : i + batch_size]], "query row"))
+        for i in range(0, len(rows), batch_size)
+    ])  # fmt: skip
+    references = [r["address"] for r in rows]
+    bank, names = model.check_address_bank(), model.address_bank
+    out = {"model": str(directory), "query_images": len(rows), "bank_size": len(names)}
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        indices = (embeds.to(dtype) @ bank.to(dtype).t()).float().topk(TOP_K, dim=-1).indices
+        predictions = [[names[i] for i in row] for row in indices.tolist()]
+        scores = address_accuracy(predictions, references, k=(1, 5))
+        out[str(dtype).removeprefix("torch.")] = {key: 100 * value for key, value in scores.items()}
     return out
 
 
-def goals(rows: list[dict], tiny: bool) -> dict:
-    """The two goals, judged at N = 3,616 and 30,000 (tiny: at its middle and largest N, indicative only)."""
-    by_n = {row["n"]: row for row in rows}
-    speed_n = TINY_SIZES[1] if tiny else SIZES[1]
-    search_n = TINY_SIZES[2] if tiny else SIZES[2]
-    out = {}
-    if speed_n in by_n:
-        ratio = by_n[speed_n]["speedup"]
-        out["speedup"] = {"n": speed_n, "ratio": ratio, "goal": SPEEDUP_GOAL, "met": ratio >= SPEEDUP_GOAL}
-    if search_n in by_n:
-        fraction = by_n[search_n]["search_fraction"]
-        out["search_fraction"] = {"n": search_n, "ratio": fraction, "goal": SEARCH_GOAL, "met": fraction <= SEARCH_GOAL}
-        batched = by_n[search_n][f"search_fraction_b{BATCH}"]
-        out[f"search_fraction_b{BATCH}"] = {
-            "n": search_n,
-            "ratio": batched,
-            "goal": SEARCH_GOAL,
-            "met": batched <= SEARCH_GOAL,
-        }
-    return out
-
-
-def _size_row(row: dict) -> str:
-    star = "*" if row["zero_shot_extrapolated"] else ""
-    fractions = f"{100 * row['search_fraction']:.2f}% ({100 * row[f'search_fraction_b{BATCH}']:.2f}%)"
+def _row_line(row: dict) -> str:
+    goal = "" if row["goal"] is None else f"<= {row['goal']:.2f} {'met' if row['met'] else 'NOT met'}"
     return (
-        f"| {row['n']} | {row['bank_build_s']:.2f} | {row['bank_ms']:.3f} | {row['encode_ms']:.3f} | "
-        f"{row['search_ms']:.4f} | {fractions} | {row['zero_shot_ms']:.1f}{star} | {row['speedup']:.0f}x | "
-        f"{row['bank_bytes_fp32'] / 1024:.1f} KiB | {row['bank_bytes_fp16'] / 1024:.1f} KiB |"
+        f"| {row['batch']} | {row['n']:,} | {row['bank_dtype']} | {row['encode_ms']:.2f} | {row['localize_ms']:.2f} | "
+        f"{row['search_ms']:.3f} | {row['ratio']:.3f} | {goal} |"
     )
-
-
-def _goal_line(name: str, goal: dict) -> str:
-    if name == "speedup":
-        shown, target = f"{goal['ratio']:.1f}x", f">= {goal['goal']:.0f}x"
-    else:
-        shown, target = f"{100 * goal['ratio']:.2f}%", f"<= {100 * goal['goal']:.0f}%"
-    where = f"N={goal['n']}" + (f", {BATCH} images per bank pass" if name.endswith(f"_b{BATCH}") else ", batch 1")
-    return f"goal {name} at {where}: {shown} (goal {target}) -> {'MET' if goal['met'] else 'NOT MET'}"
 
 
 def format_report(result: dict) -> str:
-    lines = [
-        f"AddressCLIP inference: {result['model']}, D={result['embedding_dim']}, "
-        f"{result['threads']} thread(s); ms per image at batch 1 (best of {result['repeats']})",
-        "",
-        f"| N addresses | bank build s | localize ms | encode ms | search ms | search/encode (b{BATCH}) "
-        "| zero-shot ms | speed-up | bank fp32 | bank fp16 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-        *(_size_row(row) for row in result["sizes"]),
-    ]
-    if any(row["zero_shot_extrapolated"] for row in result["sizes"]):
-        batches = result["text_batches"]
-        lines.append(f"* zero-shot: the first {batches} text batch(es) timed, the rest extrapolated linearly")
-    first = result["sizes"][0]
-    lines.append(
-        f"cross-check at N={first['n']}: transformers' zero-shot-image-classification pipeline "
-        f"{first['pipeline_ms']:.1f} ms/image (with image preprocessing) vs {first['zero_shot_ms']:.1f} ms timed above"
-    )
-    per = result["bytes_per_address"]
-    lines.append(f"\nbank memory per address: {per['fp32']} B fp32, {per['fp16']} B fp16")
-    tput = ", ".join(f"batch {b}: {v:.1f}" for b, v in result["throughput"].items())
-    lines.append(f"bank-path throughput (images/s, N={result['throughput_n']}): {tput}")
-    lines += [_goal_line(name, goal) for name, goal in result["goals"].items()]
-    last = result["sizes"][-1]
-    per_prompt = (last["zero_shot_ms"] - last["encode_ms"]) / last["n"]
-    lines.append(
-        f"why: zero-shot/bank ~ 1 + N x (text encode per prompt {per_prompt:.3f} ms) / (image encode "
-        f"{last['encode_ms']:.2f} ms), i.e. the ratio scales with N and the text/image encoder cost"
-    )
+    lines = [f"AddressCLIP localization vs one image encode, {result['threads']} thread(s), best of interleaved rounds"]
+    for arch in result["archs"]:
+        zs = arch["zero_shot"]
+        lines += [
+            "",
+            f"## {arch['arch']}: {arch['description']}, {arch['parameters'] / 1e6:.1f} M parameters, "
+            f"D = {arch['embedding_dim']}",
+            f"bank build (encode {arch['bank_build_n']:,} addresses once): {arch['bank_build_s']:.1f} s",
+            "",
+            "| batch | N addresses | bank | encode ms | localize ms | search ms | localize / encode | goal |",
+            "|---|---|---|---|---|---|---|---|",
+            *(_row_line(row) for row in arch["rows"]),
+            "",
+            f"zero-shot re-encoding at N = {zs['n']:,}, measured in full: {zs['text_encode_ms']:,.1f} ms of text "
+            f"encoding per image, {zs['per_image_ms']:,.1f} ms per image vs {zs['bank_ms']:.2f} ms with the bank "
+            f"({zs['speedup']:,.0f}x)",
+        ]
+    half = result.get("half_bank")
+    if half:
+        lines += [
+            "",
+            f"## half bank on the demo: {half['model']}, {half['query_images']} query images, "
+            f"{half['bank_size']} addresses",
+            "",
+            "| bank | SSA@1 | SSA@5 | SA@1 | SA@5 |",
+            "|---|---|---|---|---|",
+        ]
+        for dtype in ("float32", "float16", "bfloat16"):
+            s = half[dtype]
+            lines.append(f"| {dtype} | {s['ssa@1']:.2f} | {s['ssa@5']:.2f} | {s['sa@1']:.2f} | {s['sa@5']:.2f} |")
+    lines.append(f"\ndefault bank dtype: {result['default_bank_dtype']} (set_address_bank); half = {HALF}")
     if result["tiny"]:
         lines.append("(tiny mode: small N and a tiny model, the goals are indicative only)")
     return "\n".join(lines)
@@ -246,42 +253,26 @@ def format_report(result: dict) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=None, help="a saved AddressCLIP dir (default: random, demo size)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=None, help="N values (default 128 3616 30000)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (best is kept)")
-    parser.add_argument("--text-batch-size", type=int, default=256, help="zero-shot path: prompts per text batch")
-    parser.add_argument("--text-batches", type=int, default=4, help="zero-shot path: text batches timed per N")
-    parser.add_argument("--tiny", action="store_true", help="CI: tiny model, N = 16/64/256, 2 repetitions")
+    parser.add_argument("--arch", nargs="+", choices=("vit-b16", "demo"), default=["vit-b16", "demo"])
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds at batch > 1 (x3 at batch 1)")
+    parser.add_argument("--demo-model", type=Path, default=None, help="trained demo model for the half-bank cost")
+    parser.add_argument("--tiny", action="store_true", help="CI: tiny model, N = 64 and 1,000, batch 1 and 4")
     parser.add_argument("--json", type=Path, default=None, help="also write the result as JSON to this file")
     args = parser.parse_args(argv)
     if args.tiny:
-        args.sizes = args.sizes or list(TINY_SIZES)
-        args.repeats = min(args.repeats, 2)
-    args.sizes = args.sizes or list(SIZES)
+        args.arch, args.rounds = ["tiny"], min(args.rounds, 2)
+    if args.demo_model is None and not args.tiny and (DEFAULT_DEMO_MODEL / "config.json").exists():
+        args.demo_model = DEFAULT_DEMO_MODEL
     return args
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    model, processor = load(args)
-    pixel, own = images(processor, 1), model.address_bank
-    rows = [measure_size(model, processor, pixel, candidates(own, n), args) for n in args.sizes]
-    dim = int(model.address_bank_embeds.shape[1])
-    result = {
-        "model": str(args.model or ("random tiny model" if args.tiny else "random model, configs/demo.json size")),
-        "tiny": args.tiny,
-        "embedding_dim": dim,
-        "threads": torch.get_num_threads(),
-        "repeats": args.repeats,
-        "text_batches": args.text_batches,
-        "sizes": rows,
-        "bytes_per_address": {"fp32": dim * 4, "fp16": dim * 2},
-        "throughput_n": rows[-1]["n"],
-        "throughput": throughput(model, processor, (1, 8, 32), args),
-        "goals": goals(rows, args.tiny),
-    }
-    smallest = rows[0]
-    smallest["pipeline_ms"] = pipeline_ms(model, processor, candidates(own, smallest["n"]), args)
+    with tempfile.TemporaryDirectory() as scratch:
+        archs = [measure_arch(arch, args, Path(scratch)) for arch in args.arch]
+    result = {"tiny": args.tiny, "threads": torch.get_num_threads(), "archs": archs, "default_bank_dtype": "float32"}
+    if args.demo_model is not None:
+        result["half_bank"] = half_bank_cost(args.demo_model)
     return publish(result, format_report(result), args.json)
 
 

@@ -21,7 +21,7 @@ from fixtures.bad_inputs import IMAGE_CASES, bad_rows
 from fixtures.geocoding import MISS, DatabaseGeocoder, geocode_ranked
 from fixtures.properties import PROPERTIES
 from fixtures.suites import Suite, format_table
-from fixtures.synthetic import candidates, synthetic_addresses
+from fixtures.synthetic import candidates, synthetic_addresses, synthetic_rows
 from fixtures.train_step import EQ1_ONLY, build_setup, step_flops
 from modeling_addressclip import Address
 from modeling_addressclip.metrics.address_accuracy.address_accuracy import address_accuracy
@@ -81,22 +81,67 @@ def test_database_geocoder_and_miss_handling():
     assert scores == {"ssa@1": 0.0, "ssa@3": 1.0, "sa@1": 0.0, "sa@3": 1.0}
 
 
-def test_inference_tiny_reports_ratios_goals_and_memory(tmp_path):
+def test_inference_tiny_times_localization_against_the_encode_and_zero_shot_in_full(tmp_path):
     result, out = run_tiny("inference", tmp_path)
-    dim = result["embedding_dim"]
-    assert [row["n"] for row in result["sizes"]] == [16, 64, 256]
-    for row in result["sizes"]:
-        assert f"| {row['n']} |" in out
-        assert row["bank_bytes_fp32"] == row["n"] * dim * 4 and row["bank_bytes_fp16"] == row["n"] * dim * 2
-        assert row["speedup"] > 0 and row["search_fraction"] > 0 and row["zero_shot_ms"] > 0
-    assert result["sizes"][0]["pipeline_ms"] > 0 and "cross-check at N=16" in out
-    assert result["bytes_per_address"] == {"fp32": dim * 4, "fp16": dim * 2}
-    # JSON object keys are strings: the batch sizes 1, 8 and 32
-    assert set(result["throughput"]) == {"1", "8", "32"} and all(v > 0 for v in result["throughput"].values())
-    assert set(result["goals"]) == {"speedup", "search_fraction", "search_fraction_b32"}
-    assert all(goal["ratio"] > 0 and isinstance(goal["met"], bool) for goal in result["goals"].values())
-    assert "goal speedup at N=64" in out and "goal search_fraction at N=256" in out
-    assert "bank-path throughput (images/s" in out
+    (arch,) = result["archs"]
+    rows = arch["rows"]
+    # every batch size x N x bank dtype, each with its own measured ratio
+    assert {(r["batch"], r["n"], r["bank_dtype"]) for r in rows} == {
+        (b, n, d) for b in (1, 4) for n in (64, 1000) for d in ("float32", "float16")
+    }
+    for row in rows:
+        assert row["encode_ms"] > 0 and row["search_ms"] > 0
+        assert row["ratio"] == pytest.approx(row["localize_ms"] / row["encode_ms"])
+        assert f"| {row['batch']} | {row['n']:,} | {row['bank_dtype']} |" in out
+    zero_shot = arch["zero_shot"]
+    assert zero_shot["n"] == 64 and zero_shot["text_encode_ms"] > 0
+    assert zero_shot["per_image_ms"] == pytest.approx(zero_shot["text_encode_ms"] + rows[0]["encode_ms"])
+    assert "zero-shot re-encoding at N = 64, measured in full" in out
+    assert result["default_bank_dtype"] == "float32" and "half_bank" not in result
+
+
+def test_half_bank_cost_scores_every_bank_dtype_on_the_same_embeddings(tmp_path):
+    from benchmarks.inference import half_bank_cost
+    from fixtures.tiny_models import ADDRESSES, save_tiny_model
+
+    directory = save_tiny_model(tmp_path / "model")
+    rows = [{"image": row["image"], "address": ADDRESSES[i % 4]} for i, row in enumerate(synthetic_rows(12, 32))]
+    result = half_bank_cost(directory, rows, batch_size=5)
+    assert result["query_images"] == 12 and result["bank_size"] == len(ADDRESSES)
+    for dtype in ("float32", "float16", "bfloat16"):
+        assert set(result[dtype]) == {"ssa@1", "ssa@5", "sa@1", "sa@5"}
+        assert all(0 <= value <= 100 for value in result[dtype].values())
+    # the fp32 row is the model's own ranking: localize() on the same rows gives the same SSA@1
+    from transformers import AutoProcessor
+
+    from modeling_addressclip import AddressCLIPModel
+    from modeling_addressclip.image_utils import image_pixels
+    from modeling_addressclip.metrics import address_accuracy
+
+    model = AddressCLIPModel.from_pretrained(directory).eval()
+    pixels = image_pixels(AutoProcessor.from_pretrained(directory), [r["image"] for r in rows])
+    _, indices = model.localize(pixels, top_k=5)
+    predictions = [[model.address_bank[i] for i in row] for row in indices.tolist()]
+    expected = address_accuracy(predictions, [r["address"] for r in rows], k=(1, 5))
+    assert result["float32"]["ssa@1"] == pytest.approx(100 * expected["ssa@1"])
+
+
+def test_table2_tiny_runs_every_row_from_one_reused_standin(tmp_path):
+    workdir = tmp_path / "table2"
+    result, out = run_tiny("table2", tmp_path, "--workdir", str(workdir))
+    rows = result["rows"]
+    assert list(rows) == ["zero-shot CLIP", "CLIP + address", "CoOp", "CoCoOp", "MaPLe", "AddressCLIP"]
+    full = rows["AddressCLIP"][0]["trainable"]
+    assert rows["zero-shot CLIP"][0]["trainable"] == 0 and rows["CLIP + address"][0]["trainable"] == full
+    for method in ("CoOp", "CoCoOp", "MaPLe"):  # only the prompts train
+        assert 0 < rows[method][0]["trainable"] < full / 10
+        saved = json.loads((workdir / f"{method.lower()}-seed0" / "config.json").read_text())
+        assert saved["prompt_learning"] == method.lower()
+    standin = json.loads((workdir / "standin-captions-only" / "config.json").read_text())
+    assert standin["caption_includes_address"] is False and standin["address_loss_weight"] == 0
+    assert len(result["orderings"]) == 5 and "| CoCoOp |" in out
+    again, out = run_tiny("table2", tmp_path, "--workdir", str(workdir))  # the stand-in is trained once
+    assert "reusing the stand-in CLIP" in out and again["standin"] == result["standin"]
 
 
 def test_synthetic_candidates_are_distinct_parseable_and_keep_the_bank_first():
