@@ -135,7 +135,7 @@ def test_table2_tiny_runs_every_row_from_one_reused_standin(tmp_path):
     assert rows["zero-shot CLIP"][0]["trainable"] == 0 and rows["CLIP + address"][0]["trainable"] == full
     for method in ("CoOp", "CoCoOp", "MaPLe"):  # only the prompts train
         assert 0 < rows[method][0]["trainable"] < full / 10
-        saved = json.loads((workdir / f"{method.lower()}-seed0" / "config.json").read_text())
+        saved = json.loads((workdir / f"captions-only-{method.lower()}-seed0" / "config.json").read_text())
         assert saved["prompt_learning"] == method.lower()
     standin = json.loads((workdir / "standin-captions-only" / "config.json").read_text())
     assert standin["caption_includes_address"] is False and standin["address_loss_weight"] == 0
